@@ -1,0 +1,54 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { randomBase62 } from '../lib/random.ts';
+import { authentication } from './plugins/auth.ts';
+import { bodyParsing, parseForm } from './plugins/body.ts';
+import { errorHandling } from './plugins/errors.ts';
+import { observability } from './plugins/observability.ts';
+import { operations } from './plugins/operations.ts';
+import { customerRoutes } from './routes/customers.ts';
+import { healthRoutes } from './routes/health.ts';
+import type { ApiDeps } from './types.ts';
+
+/**
+ * The HTTP layer: thin. It parses and validates at the edge (JSON schemas), authenticates,
+ * rate-limits and hands validated parameters to domain operations.
+ */
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    genReqId: () => `req_${randomBase62(16)}`,
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    bodyLimit: deps.config.body_limit_bytes,
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    routerOptions: {
+      ignoreTrailingSlash: true,
+      querystringParser: (text: string) => parseForm(text),
+      maxParamLength: 300,
+    },
+    ajv: {
+      customOptions: {
+        coerceTypes: 'array',
+        removeAdditional: false,
+        useDefaults: true,
+        allErrors: false,
+      },
+    },
+  });
+
+  await app.register(observability, deps);
+  await app.register(errorHandling, { body_limit_bytes: deps.config.body_limit_bytes });
+  await app.register(bodyParsing, { body_limit_bytes: deps.config.body_limit_bytes });
+  await app.register(operations, deps);
+  await app.register(healthRoutes, deps);
+  if (!deps.probes_only) {
+    await app.register(
+      async (v1) => {
+        await v1.register(authentication, deps);
+        await v1.register(customerRoutes, { pool: deps.pool });
+      },
+      { prefix: '/v1' },
+    );
+  }
+  return app;
+}

@@ -1,0 +1,195 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Config, ConfigError, describeSettings, loadConfig } from '../config/index.ts';
+import { latestVersion, migrate } from '../db/migrate.ts';
+import { createMerchant, rollKey } from '../merchants/index.ts';
+import { createLogger } from '../ops/logger.ts';
+import { type Database, openDatabase, startMoneta } from '../service.ts';
+import { startBanner } from './banner.ts';
+
+/** Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration. */
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+function fail(message: string, code = EXIT_FAILURE): never {
+  process.stderr.write(`moneta: ${message}\n`);
+  process.exit(code);
+}
+
+function config(overrides: Parameters<typeof loadConfig>[1] = {}): Config {
+  try {
+    return loadConfig(process.env, overrides);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`configuration error: ${err.message}`, EXIT_USAGE);
+    throw err;
+  }
+}
+
+function integer(name: string, min: number, max: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}.`);
+    }
+    return n;
+  };
+}
+
+/** Opens the database for a one-shot command, with logs kept to warnings so output stays readable. */
+async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+  const cfg = config({ LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
+  const log = createLogger(cfg.log_level);
+  const db = await openDatabase(cfg, log, 'moneta-cli');
+  try {
+    await migrate(db.pool);
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+function print(json: boolean, value: unknown, human: string): void {
+  process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human}\n`);
+}
+
+const program = new Command('moneta')
+  .description('Moneta: a self-hosted payment platform')
+  .showHelpAfterError('(run "moneta --help" for usage)')
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE));
+
+program
+  .command('start')
+  .description('start Moneta (embedded PostgreSQL unless DATABASE_URL is set)')
+  .addOption(new Option('--role <role>', 'which parts to run').choices(['all', 'api', 'worker']))
+  .option('--port <port>', 'HTTP port (default: PORT or 4000)', integer('--port', 0, 65535))
+  .action(async (opts: { role?: string; port?: number }) => {
+    const overrides: Parameters<typeof loadConfig>[1] = {};
+    if (opts.role) overrides.MONETA_ROLE = opts.role;
+    if (opts.port !== undefined) overrides.PORT = String(opts.port);
+    const cfg = config(overrides);
+    const started_ms = Date.now();
+    const moneta = await startMoneta(cfg).catch((err: Error) =>
+      fail(
+        `could not start: ${err.message}\nCheck DATABASE_URL / MONETA_DATA_DIR, or run with LOG_LEVEL=debug for details.`,
+      ),
+    );
+    process.stderr.write(startBanner(moneta, Date.now() - started_ms));
+    let signals = 0;
+    const onSignal = (signal: string) => {
+      signals += 1;
+      if (signals > 1) {
+        process.stderr.write(`moneta: second ${signal}, exiting now\n`);
+        process.exit(EXIT_FAILURE);
+      }
+      moneta
+        .stop()
+        .then(() => process.exit(0))
+        .catch((err) => fail(`shutdown failed: ${(err as Error).message}`));
+    };
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('SIGINT', () => onSignal('SIGINT'));
+  });
+
+program
+  .command('migrate')
+  .description('apply pending database migrations and exit')
+  .action(async () => {
+    await withDatabase(async () => {});
+    process.stdout.write(`database is at migration ${latestVersion()}\n`);
+  });
+
+program
+  .command('config')
+  .description('list the settings Moneta reads from the environment or MONETA_CONFIG')
+  .action(() => {
+    for (const s of describeSettings()) {
+      process.stdout.write(
+        `${s.name.padEnd(36)} ${s.allowed}${s.default ? ` (default ${s.default})` : ''}\n`,
+      );
+    }
+  });
+
+const merchants = program.command('merchants').description('manage merchants');
+merchants
+  .command('create')
+  .description('create a merchant and print its API keys (shown once)')
+  .requiredOption('--name <name>', 'merchant name (1 to 200 characters)')
+  .option('--live', 'also issue live-mode keys')
+  .option('--json', 'print {"id","secret_key","publishable_key"} as JSON')
+  .action(async (opts: { name: string; live?: boolean; json?: boolean }) => {
+    if (opts.name.trim().length === 0 || opts.name.length > 200) {
+      fail('--name must be 1 to 200 characters', EXIT_USAGE);
+    }
+    const created = await withDatabase((db) =>
+      createMerchant(db.pool, { name: opts.name, with_live_keys: opts.live ?? false }),
+    );
+    const out: Record<string, string> = {
+      id: created.merchant.id,
+      secret_key: created.test.secret_key,
+      publishable_key: created.test.publishable_key,
+    };
+    if (created.live) {
+      out.live_secret_key = created.live.secret_key;
+      out.live_publishable_key = created.live.publishable_key;
+    }
+    print(
+      opts.json ?? false,
+      out,
+      [
+        `Created merchant ${out.id} (${created.merchant.name}). Keys are shown once; store them now.`,
+        ...Object.entries(out)
+          .filter(([k]) => k !== 'id')
+          .map(([k, v]) => `  ${k.padEnd(22)} ${v}`),
+      ].join('\n'),
+    );
+  });
+
+const keys = program.command('keys').description('manage API keys');
+keys
+  .command('roll')
+  .description('issue a new key; the old one keeps working until it expires')
+  .requiredOption('--merchant <id>', 'merchant id (acct_…)')
+  .option(
+    '--expire-in-hours <n>',
+    'hours the old key stays valid (0 = now)',
+    integer('--expire-in-hours', 0, 720),
+    24,
+  )
+  .addOption(new Option('--type <type>', 'key type').choices(['secret', 'publishable']).default('secret'))
+  .addOption(new Option('--mode <mode>', 'test or live').choices(['test', 'live']).default('test'))
+  .option('--json', 'print the result as JSON')
+  .action(
+    async (opts: {
+      merchant: string;
+      expireInHours: number;
+      type: 'secret' | 'publishable';
+      mode: string;
+      json?: boolean;
+    }) => {
+      if (!/^acct_[0-9A-Z]{26}$/.test(opts.merchant)) {
+        fail(`--merchant must be a merchant id like acct_01H…; got '${opts.merchant}'`, EXIT_USAGE);
+      }
+      const rolled = await withDatabase((db) =>
+        rollKey(db.pool, {
+          merchant_id: opts.merchant,
+          kind: opts.type,
+          livemode: opts.mode === 'live',
+          expire_in_hours: opts.expireInHours,
+        }),
+      ).catch((err: Error) => fail(err.message));
+      const when = rolled.previous_keys_expire_at.toISOString();
+      print(
+        opts.json ?? false,
+        { key: rolled.key, previous_keys: rolled.previous_key_count, previous_keys_expire_at: when },
+        `New ${opts.mode} ${opts.type} key (shown once): ${rolled.key}\n` +
+          (rolled.previous_key_count > 0
+            ? `${rolled.previous_key_count} previous key(s) stop working at ${when}.`
+            : 'There was no previous key of this type and mode.'),
+      );
+    },
+  );
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  fail((err as Error).message);
+}

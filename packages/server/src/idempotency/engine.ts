@@ -1,0 +1,396 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { type Client, type Pool, withTransaction } from '../db/pool.ts';
+import { canonicalJson } from '../lib/canonical-json.ts';
+import {
+  assert,
+  idempotencyKeyInUse,
+  idempotencyMismatch,
+  internalError,
+  MonetaError,
+} from '../lib/errors.ts';
+import {
+  type ExecutionResult,
+  FINISHED,
+  type IdempotentOperation,
+  type PhaseContext,
+  type PhaseOutcome,
+  type RequestScope,
+  STARTED,
+  type StoredResponse,
+} from './types.ts';
+
+/** Upper bound on steps one execution may run; a loop beyond this is a bug in an operation. */
+const MAX_STEPS_PER_EXECUTION = 64;
+/** The key row can vanish (reaped) or appear (a racing request) between our reads; retry a few times. */
+const MAX_ACQUIRE_ATTEMPTS = 3;
+export const MAX_KEY_LENGTH = 255;
+
+export interface RequestInfo {
+  method: string;
+  path: string;
+}
+
+interface KeyIdentity {
+  key: string;
+  fingerprint: Buffer;
+  request: RequestInfo;
+}
+
+/**
+ * How the run is tied to storage:
+ * - `ephemeral`: no Idempotency-Key; phases are plain transactions.
+ * - `fresh`: a new key; the first phase inserts the key row in its own transaction, so a
+ *   concurrent request with the same key waits on the unique index and then replays.
+ * - `locked`: the key row exists and this run holds its lock (`locked_by = token`).
+ */
+type Binding =
+  | { mode: 'ephemeral' }
+  | { mode: 'fresh'; identity: KeyIdentity; token: string }
+  | { mode: 'locked'; key_row_id: string; token: string };
+
+/** The key row appeared under us: another request with the same key got there first. */
+class KeyConflict extends Error {}
+/** Our lock was taken over (we were too slow, past the lock timeout). */
+class LockLost extends Error {}
+
+class Run<P> implements PhaseContext<P> {
+  recovery_point: string;
+  state: Record<string, unknown>;
+  response: StoredResponse | null = null;
+
+  constructor(
+    private readonly engine: IdempotencyEngine,
+    readonly operation: IdempotentOperation<P>,
+    readonly params: P,
+    readonly scope: RequestScope,
+    public binding: Binding,
+    recovery_point = STARTED,
+    state: Record<string, unknown> = {},
+  ) {
+    this.recovery_point = recovery_point;
+    this.state = state;
+  }
+
+  async atomicPhase(fn: (tx: Client) => Promise<PhaseOutcome>): Promise<void> {
+    assert(this.response === null, 'no phase runs after the response is decided');
+    const outcome = await this.engine.commitPhase(this, fn);
+    if ('response' in outcome) {
+      this.response = outcome.response;
+      this.recovery_point = FINISHED;
+    } else {
+      assert(outcome.recovery_point !== STARTED, 'a phase moves the recovery point forward');
+      this.recovery_point = outcome.recovery_point;
+      this.state = { ...this.state, ...outcome.state };
+    }
+  }
+}
+
+export interface EngineOptions {
+  lock_timeout_s: number;
+  log: Logger;
+}
+
+export class IdempotencyEngine {
+  private readonly operations = new Map<string, IdempotentOperation<unknown>>();
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly opts: EngineOptions,
+  ) {}
+
+  /** Operations must be registered so the completer can resume them by name. */
+  register<P>(operation: IdempotentOperation<P>): void {
+    assert(operation.steps[STARTED] !== undefined, `operation ${operation.name} has a '${STARTED}' step`);
+    this.operations.set(operation.name, operation as IdempotentOperation<unknown>);
+  }
+
+  /**
+   * Runs an operation under an optional Idempotency-Key. Params must already be
+   * validated: a validation failure is never stored.
+   */
+  async execute<P>(
+    operation: IdempotentOperation<P>,
+    params: P,
+    scope: RequestScope,
+    key: string | undefined,
+    request: RequestInfo,
+  ): Promise<ExecutionResult> {
+    if (key === undefined) {
+      const run = new Run(this, operation, params, scope, { mode: 'ephemeral' });
+      const response = await this.drive(run);
+      return { ...response, replayed: false, original_request_id: scope.request_id };
+    }
+    assert(key.length > 0 && key.length <= MAX_KEY_LENGTH, 'idempotency key length was validated');
+    const identity: KeyIdentity = { key, request, fingerprint: fingerprintOf(request, params) };
+    for (let attempt = 1; attempt <= MAX_ACQUIRE_ATTEMPTS; attempt += 1) {
+      try {
+        const run = new Run(this, operation, params, scope, { mode: 'fresh', identity, token: randomUUID() });
+        const response = await this.drive(run);
+        return { ...response, replayed: false, original_request_id: scope.request_id };
+      } catch (err) {
+        if (!(err instanceof KeyConflict)) throw err;
+      }
+      const existing = await this.acquireExisting(operation, params, scope, identity);
+      if (existing === 'vanished') continue;
+      if ('replay' in existing) return existing.replay;
+      const response = await this.drive(existing.run);
+      return { ...response, replayed: false, original_request_id: scope.request_id };
+    }
+    throw idempotencyKeyInUse(key);
+  }
+
+  /** Runs steps from the run's recovery point until a response is decided. */
+  private async drive<P>(run: Run<P>): Promise<StoredResponse> {
+    try {
+      for (let steps = 0; steps < MAX_STEPS_PER_EXECUTION; steps += 1) {
+        if (run.response) return run.response;
+        const step = run.operation.steps[run.recovery_point];
+        assert(step, `operation ${run.operation.name} has a step for recovery point '${run.recovery_point}'`);
+        const before = run.recovery_point;
+        await step(run);
+        assert(run.response || run.recovery_point !== before, `step '${before}' advanced the recovery point`);
+      }
+      if (run.response) return run.response;
+      throw new Error(
+        `operation ${run.operation.name} did not finish within ${MAX_STEPS_PER_EXECUTION} steps`,
+      );
+    } catch (err) {
+      if (err instanceof KeyConflict) throw err;
+      if (err instanceof LockLost) throw idempotencyKeyInUse('(taken over by a newer attempt)');
+      if (run.binding.mode === 'ephemeral') throw err;
+      return this.finishWithError(run, err);
+    }
+  }
+
+  /**
+   * Once work has started, the first response is stored even when it is an error, so a
+   * retry gets the same answer (Stripe semantics). An unexpected error becomes a 500.
+   */
+  private async finishWithError<P>(run: Run<P>, err: unknown): Promise<StoredResponse> {
+    const error = err instanceof MonetaError ? err : internalError();
+    if (!(err instanceof MonetaError)) {
+      this.opts.log.error({ err, operation: run.operation.name }, 'idempotent operation failed');
+    }
+    const response = { status: error.status_code, body: JSON.stringify(error.toBody()) };
+    try {
+      await this.commitPhase(run, async () => ({ response }));
+    } catch (storeErr) {
+      if (storeErr instanceof KeyConflict) throw storeErr;
+      // Could not store (database gone?): the lock expires and a retry or the completer resumes.
+      this.opts.log.error(
+        { err: storeErr, operation: run.operation.name },
+        'could not store idempotent response',
+      );
+    }
+    return response;
+  }
+
+  /** One atomic phase: `fn`'s writes and the key row's new state commit together. */
+  async commitPhase<P>(run: Run<P>, fn: (tx: Client) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
+    const binding = run.binding;
+    if (binding.mode === 'ephemeral') return withTransaction(this.pool, fn);
+    const outcome = await withTransaction(this.pool, async (tx) => {
+      const result = await fn(tx);
+      if (binding.mode === 'fresh') {
+        const id = await this.insertKeyRow(tx, run, binding, result);
+        if (id === null) throw new KeyConflict();
+        return { result, id };
+      }
+      await this.updateKeyRow(tx, binding, result);
+      return { result, id: binding.key_row_id };
+    });
+    if (binding.mode === 'fresh' && !('response' in outcome.result)) {
+      run.binding = { mode: 'locked', key_row_id: outcome.id, token: binding.token };
+    }
+    return outcome.result;
+  }
+
+  private async insertKeyRow<P>(
+    tx: Client,
+    run: Run<P>,
+    binding: Extract<Binding, { mode: 'fresh' }>,
+    outcome: PhaseOutcome,
+  ): Promise<string | null> {
+    const finished = 'response' in outcome;
+    const { identity, token } = binding;
+    const { rows } = await tx.query(
+      `INSERT INTO idempotency_keys
+         (merchant_id, livemode, idempotency_key, operation, request_method, request_path, request_fingerprint,
+          request_params, request_id, api_key_id, locked_at, locked_by, recovery_point, phase_state,
+          response_status, response_body, completed_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+               CASE WHEN $15::int IS NULL THEN now() END, CASE WHEN $15::int IS NULL THEN $11::uuid END,
+               $12, $13, $15, $14, CASE WHEN $15::int IS NULL THEN NULL ELSE now() END)
+       ON CONFLICT (merchant_id, livemode, idempotency_key) DO NOTHING
+       RETURNING id`,
+      [
+        run.scope.merchant_id,
+        run.scope.livemode,
+        identity.key,
+        run.operation.name,
+        identity.request.method,
+        identity.request.path,
+        identity.fingerprint,
+        run.operation.persist_params ? JSON.stringify(run.params) : null,
+        run.scope.request_id,
+        run.scope.api_key_id,
+        token,
+        finished ? FINISHED : outcome.recovery_point,
+        JSON.stringify(finished ? run.state : { ...run.state, ...outcome.state }),
+        finished ? outcome.response.body : null,
+        finished ? outcome.response.status : null,
+      ],
+    );
+    return rows[0] ? String(rows[0].id) : null;
+  }
+
+  private async updateKeyRow(
+    tx: Client,
+    binding: Extract<Binding, { mode: 'locked' }>,
+    outcome: PhaseOutcome,
+  ): Promise<void> {
+    const finished = 'response' in outcome;
+    // Each phase also refreshes locked_at: a request that keeps making progress keeps its lock.
+    const result = await tx.query(
+      `UPDATE idempotency_keys
+          SET recovery_point = $3,
+              phase_state = phase_state || $4::jsonb,
+              response_status = $5, response_body = $6,
+              locked_at = CASE WHEN $5::int IS NULL THEN now() END,
+              locked_by = CASE WHEN $5::int IS NULL THEN locked_by END,
+              completed_at = CASE WHEN $5::int IS NULL THEN NULL ELSE now() END,
+              last_run_at = now()
+        WHERE id = $1 AND locked_by = $2`,
+      [
+        binding.key_row_id,
+        binding.token,
+        finished ? FINISHED : outcome.recovery_point,
+        JSON.stringify(finished ? {} : (outcome.state ?? {})),
+        finished ? outcome.response.status : null,
+        finished ? outcome.response.body : null,
+      ],
+    );
+    if (result.rowCount !== 1) throw new LockLost();
+  }
+
+  /**
+   * The key row exists. Decide, under the row lock: a parameter mismatch (400), a stored
+   * response (replay), a live lock (409), or an abandoned request we take over and resume.
+   */
+  private async acquireExisting<P>(
+    operation: IdempotentOperation<P>,
+    params: P,
+    scope: RequestScope,
+    identity: KeyIdentity,
+  ): Promise<'vanished' | { replay: ExecutionResult } | { run: Run<P> }> {
+    const token = randomUUID();
+    return withTransaction(this.pool, async (tx) => {
+      const { rows } = await tx.query(
+        `SELECT id, request_fingerprint, response_status, response_body, request_id, recovery_point, phase_state,
+                locked_at IS NOT NULL AND locked_at > now() - make_interval(secs => $4) AS lock_live
+           FROM idempotency_keys WHERE merchant_id = $1 AND livemode = $2 AND idempotency_key = $3 FOR UPDATE`,
+        [scope.merchant_id, scope.livemode, identity.key, this.opts.lock_timeout_s],
+      );
+      const row = rows[0];
+      if (!row) return 'vanished' as const;
+      if (!identity.fingerprint.equals(row.request_fingerprint)) throw idempotencyMismatch(identity.key);
+      if (row.response_status !== null) {
+        return {
+          replay: {
+            status: row.response_status,
+            body: row.response_body,
+            replayed: true,
+            original_request_id: row.request_id,
+          },
+        };
+      }
+      if (row.lock_live) throw idempotencyKeyInUse(identity.key);
+      await tx.query(
+        'UPDATE idempotency_keys SET locked_at = now(), locked_by = $2, last_run_at = now() WHERE id = $1',
+        [row.id, token],
+      );
+      this.opts.log.info(
+        { operation: operation.name, recovery_point: row.recovery_point },
+        'resuming idempotent request',
+      );
+      const binding: Binding = { mode: 'locked', key_row_id: String(row.id), token };
+      return { run: new Run(this, operation, params, scope, binding, row.recovery_point, row.phase_state) };
+    });
+  }
+
+  /**
+   * The completer: finishes requests whose process died between phases (lock expired,
+   * no response) by resuming them from their recovery point with their stored params.
+   * Bounded per call; returns how many it finished.
+   */
+  async completeAbandoned(max_requests: number): Promise<number> {
+    const { rows } = await this.pool.query(
+      `SELECT id FROM idempotency_keys
+        WHERE response_status IS NULL AND request_params IS NOT NULL
+          AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $1))
+        ORDER BY id LIMIT $2`,
+      [this.opts.lock_timeout_s, max_requests],
+    );
+    let completed = 0;
+    for (const { id } of rows) {
+      const run = await this.takeOverAbandoned(String(id));
+      if (!run) continue;
+      await this.drive(run);
+      completed += 1;
+    }
+    return completed;
+  }
+
+  private async takeOverAbandoned(id: string): Promise<Run<unknown> | null> {
+    const token = randomUUID();
+    const { rows } = await this.pool.query(
+      `UPDATE idempotency_keys SET locked_at = now(), locked_by = $2, last_run_at = now()
+        WHERE id = $1 AND response_status IS NULL
+          AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $3))
+        RETURNING operation, request_params, merchant_id, livemode, api_key_id, request_id, recovery_point, phase_state`,
+      [id, token, this.opts.lock_timeout_s],
+    );
+    const row = rows[0];
+    if (!row) return null; // a client retry took it over first
+    const operation = this.operations.get(row.operation);
+    if (!operation) {
+      this.opts.log.error({ operation: row.operation }, 'completer found a request of an unknown operation');
+      return null;
+    }
+    this.opts.log.warn(
+      { operation: row.operation, recovery_point: row.recovery_point },
+      'completing abandoned request',
+    );
+    const scope: RequestScope = {
+      merchant_id: row.merchant_id,
+      livemode: row.livemode,
+      api_key_id: row.api_key_id,
+      request_id: row.request_id,
+    };
+    const binding: Binding = { mode: 'locked', key_row_id: id, token };
+    return new Run(this, operation, row.request_params, scope, binding, row.recovery_point, row.phase_state);
+  }
+
+  /** Deletes keys older than the retention, in bounded batches. Returns how many went. */
+  async reap(retention_hours: number, batch_size = 5_000, max_batches = 200): Promise<number> {
+    assert(retention_hours >= 0, 'retention is not negative');
+    let deleted = 0;
+    for (let batch = 0; batch < max_batches; batch += 1) {
+      const result = await this.pool.query(
+        `DELETE FROM idempotency_keys WHERE id IN (
+           SELECT id FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT $2)`,
+        [retention_hours, batch_size],
+      );
+      deleted += result.rowCount ?? 0;
+      if ((result.rowCount ?? 0) < batch_size) break;
+    }
+    return deleted;
+  }
+}
+
+function fingerprintOf(request: RequestInfo, params: unknown): Buffer {
+  return createHash('sha256')
+    .update(canonicalJson({ method: request.method, path: request.path, params }))
+    .digest();
+}

@@ -1,0 +1,12 @@
+export { IdempotencyEngine, MAX_KEY_LENGTH, type RequestInfo } from './engine.ts';
+export {
+  type ExecutionResult,
+  FINISHED,
+  type IdempotentOperation,
+  jsonResponse,
+  type PhaseContext,
+  type PhaseOutcome,
+  type RequestScope,
+  STARTED,
+  type StoredResponse,
+} from './types.ts';

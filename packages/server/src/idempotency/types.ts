@@ -1,0 +1,63 @@
+import type { Client } from '../db/pool.ts';
+
+/** Who is asking: every idempotent request and every object it touches is scoped by these. */
+export interface RequestScope {
+  merchant_id: string;
+  livemode: boolean;
+  api_key_id: string;
+  request_id: string;
+}
+
+export interface StoredResponse {
+  status: number;
+  /** The exact bytes sent the first time; replays send these again. */
+  body: string;
+}
+
+/** What an atomic phase decides: move to the next recovery point, or finish with a response. */
+export type PhaseOutcome =
+  | { recovery_point: string; state?: Record<string, unknown> }
+  | { response: StoredResponse };
+
+export interface PhaseContext<P> {
+  readonly params: P;
+  readonly scope: RequestScope;
+  /** The recovery point reached so far; `started` for a new request. */
+  readonly recovery_point: string;
+  /** Values earlier phases saved for later ones (ids of rows they created, say). */
+  readonly state: Readonly<Record<string, unknown>>;
+  /**
+   * Runs `fn` in one database transaction together with the update of the recovery point
+   * (or the stored response). Never make a foreign call inside `fn`: foreign calls go
+   * between phases, and each carries its own idempotency key derived from our records.
+   */
+  atomicPhase(fn: (tx: Client) => Promise<PhaseOutcome>): Promise<void>;
+}
+
+/**
+ * A request that can be resumed. `steps` maps each recovery point to the code that runs
+ * from there; every step ends by calling `atomicPhase` at least once, which either moves
+ * the recovery point forward or stores the response. A crashed request resumes at the
+ * step of the last committed recovery point.
+ */
+export interface IdempotentOperation<P> {
+  readonly name: string;
+  /** False when params hold data that must not be stored (card numbers): no completer then. */
+  readonly persist_params: boolean;
+  readonly steps: Readonly<Record<string, (ctx: PhaseContext<P>) => Promise<void>>>;
+}
+
+export interface ExecutionResult {
+  status: number;
+  body: string;
+  replayed: boolean;
+  /** Request-Id of the request whose response this is (differs from ours on replay). */
+  original_request_id: string;
+}
+
+export const STARTED = 'started';
+export const FINISHED = 'finished';
+
+export function jsonResponse(status: number, body: unknown): { response: StoredResponse } {
+  return { response: { status, body: JSON.stringify(body) } };
+}

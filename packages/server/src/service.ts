@@ -1,0 +1,170 @@
+import type { FastifyInstance } from 'fastify';
+import type { Runner } from 'graphile-worker';
+import { buildApi } from './api/app.ts';
+import type { ReadinessReport } from './api/types.ts';
+import type { Config } from './config/index.ts';
+import { createCustomerOperation, updateCustomerOperation } from './customers/index.ts';
+import { EmbeddedPostgres } from './db/embedded.ts';
+import { migrate, migrationsApplied } from './db/migrate.ts';
+import { createPool, type Pool } from './db/pool.ts';
+import { IdempotencyEngine } from './idempotency/index.ts';
+import { startJobs } from './jobs/index.ts';
+import { Authenticator, type CreatedMerchant, countMerchants, createMerchant } from './merchants/index.ts';
+import { createLogger, type Logger } from './ops/logger.ts';
+import { Metrics } from './ops/metrics.ts';
+import { createRateLimiter } from './ops/rate-limit.ts';
+
+export interface Database {
+  pool: Pool;
+  url: string;
+  embedded: EmbeddedPostgres | null;
+  close(): Promise<void>;
+}
+
+/** Connects to DATABASE_URL, or starts (or attaches to) the embedded PostgreSQL. */
+export async function openDatabase(config: Config, log: Logger, application_name: string): Promise<Database> {
+  const embedded = config.database_url ? null : new EmbeddedPostgres(config.data_dir, log);
+  const url = config.database_url ?? (await embedded!.start());
+  const pool = createPool({ connection_string: url, max_connections: config.db_pool_max, application_name });
+  return {
+    pool,
+    url,
+    embedded,
+    async close() {
+      await pool.end().catch(() => {});
+      await embedded?.stop();
+    },
+  };
+}
+
+export interface RunningMoneta {
+  config: Config;
+  log: Logger;
+  db: Database;
+  app: FastifyInstance;
+  /** Base URL the HTTP server listens on. */
+  url: string;
+  engine: IdempotencyEngine;
+  metrics: Metrics;
+  jobs: Runner | null;
+  /** Set when this start created the demo merchant (first start on an empty database). */
+  demo: CreatedMerchant | null;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  log?: Logger;
+  /** Use this pool instead of opening one (tests share a database this way). */
+  database?: Database;
+}
+
+/**
+ * Composes Moneta: database, migrations, domain services, HTTP API and background jobs,
+ * according to the role. `stop()` shuts down in reverse: stop accepting, finish in-flight
+ * requests (bounded by the shutdown timeout), stop jobs, close the pool, stop PostgreSQL.
+ */
+export async function startMoneta(config: Config, opts: StartOptions = {}): Promise<RunningMoneta> {
+  const log = opts.log ?? createLogger(config.log_level);
+  const db = opts.database ?? (await openDatabase(config, log, `moneta-${config.role}`));
+  let closing = false;
+  let app: FastifyInstance | null = null;
+  let jobs: Runner | null = null;
+  try {
+    await migrate(db.pool, (m) => log.info({ migration: `${m.version}_${m.name}` }, 'migration applied'));
+    const demo = config.demo_merchant && config.role !== 'worker' ? await ensureDemoMerchant(db.pool) : null;
+
+    const metrics = new Metrics(db.pool, config.db_pool_max);
+    const engine = new IdempotencyEngine(db.pool, { lock_timeout_s: config.idempotency_lock_timeout_s, log });
+    engine.register(createCustomerOperation);
+    engine.register(updateCustomerOperation);
+    const rate_limiter = createRateLimiter(
+      config.redis_url,
+      { rate_per_second: config.rate_limit_per_second, burst: config.rate_limit_burst },
+      log,
+    );
+
+    const readiness = async (): Promise<ReadinessReport> => {
+      const checks: ReadinessReport['checks'] = {};
+      try {
+        await db.pool.query('SELECT 1');
+        checks.database = 'ok';
+      } catch (err) {
+        checks.database = `unreachable: ${(err as Error).message}`;
+      }
+      checks.migrations = (await migrationsApplied(db.pool)) ? 'ok' : 'pending';
+      checks.shutdown = closing ? 'in progress' : 'ok';
+      return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
+    };
+
+    app = await buildApi({
+      config,
+      pool: db.pool,
+      log,
+      metrics,
+      engine,
+      authenticator: new Authenticator(db.pool, config.auth_cache_ttl_ms),
+      rate_limiter,
+      readiness,
+      is_closing: () => closing,
+      probes_only: config.role === 'worker',
+    });
+    const address = await app.listen({ port: config.port, host: config.host });
+    const url = address.replace('0.0.0.0', '127.0.0.1').replace('[::]', '127.0.0.1');
+
+    if (config.role !== 'api') {
+      jobs = await startJobs({
+        pool: db.pool,
+        engine,
+        log,
+        metrics,
+        concurrency: config.worker_concurrency,
+        idempotency_retention_hours: config.idempotency_retention_hours,
+      });
+    }
+    log.info({ url, role: config.role, embedded_db: db.embedded !== null }, 'moneta ready');
+
+    const server = app;
+    let stopping: Promise<void> | null = null;
+    const stop = () => {
+      stopping ??= (async () => {
+        closing = true;
+        log.info('shutting down: refusing new requests, finishing in-flight ones');
+        const drained = server.close();
+        const timer = new Promise<'timeout'>((r) =>
+          setTimeout(() => r('timeout'), config.shutdown_timeout_ms).unref(),
+        );
+        if ((await Promise.race([drained.then(() => 'done' as const), timer])) === 'timeout') {
+          log.warn(
+            { timeout_ms: config.shutdown_timeout_ms },
+            'in-flight requests did not finish in time; closing connections',
+          );
+          server.server.closeAllConnections();
+        }
+        if (jobs) await jobs.stop().catch((err) => log.error({ err }, 'job runner did not stop cleanly'));
+        await rate_limiter.close();
+        if (!opts.database) await db.close();
+        log.info('shutdown complete');
+      })();
+      return stopping;
+    };
+    return { config, log, db, app: server, url, engine, metrics, jobs, demo, stop };
+  } catch (err) {
+    await app?.close().catch(() => {});
+    await jobs?.stop().catch(() => {});
+    if (!opts.database) await db.close();
+    throw err;
+  }
+}
+
+async function ensureDemoMerchant(pool: Pool): Promise<CreatedMerchant | null> {
+  // Serialised by an advisory lock so two processes starting together create one demo merchant.
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock(7242011002)');
+    if ((await countMerchants(client)) > 0) return null;
+    return await createMerchant(pool, { name: 'Demo merchant', is_demo: true });
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(7242011002)').catch(() => {});
+    client.release();
+  }
+}
