@@ -142,6 +142,7 @@ export class EmbeddedPostgres {
     await fs.mkdir(this.data_dir, { recursive: true });
     this.bins = await loadBinaries();
     this.ids = await runAsIds(this.log);
+    if (this.ids) await this.ensureReachableBy(this.ids);
     const password = await this.password();
     if (await this.claimOwnership()) {
       this.owner = true;
@@ -168,6 +169,19 @@ export class EmbeddedPostgres {
       this.log.error({ err }, 'embedded PostgreSQL did not stop cleanly'),
     );
     await fs.rm(path.join(this.data_dir, OWNER_LOCK), { force: true });
+  }
+
+  /** As root, the `postgres` user must be able to reach the data directory (mkdtemp makes it 0700). */
+  private async ensureReachableBy(ids: { uid: number; gid: number }): Promise<void> {
+    const st = await fs.stat(this.data_dir);
+    if ((st.mode & 0o011) !== 0o011) await fs.chmod(this.data_dir, (st.mode & 0o777) | 0o011);
+    const probe = spawnSync('test', ['-x', this.data_dir], { ...ids });
+    if (probe.status !== 0) {
+      throw new Error(
+        `the "postgres" user cannot reach ${this.data_dir} (a parent directory is private). ` +
+          'Set MONETA_DATA_DIR to a directory outside private home folders, or run Moneta as a normal user.',
+      );
+    }
   }
 
   /** The process that creates the owner lock file owns the server; a dead owner's lock is taken over. */
