@@ -56,24 +56,34 @@ export interface TestMoneta {
 }
 
 export function testConfig(db_url: string, overrides: Partial<Record<string, string>> = {}): Config {
-  return loadConfig({}, {
-    DATABASE_URL: db_url,
-    PORT: '0',
-    LOG_LEVEL: 'info',
-    MONETA_DEMO_MERCHANT: 'false',
-    MONETA_DB_POOL_MAX: '10',
-    MONETA_WORKER_CONCURRENCY: '1',
-    ...overrides,
-  });
+  return loadConfig(
+    {},
+    {
+      DATABASE_URL: db_url,
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      MONETA_DEMO_MERCHANT: 'false',
+      MONETA_DB_POOL_MAX: '10',
+      MONETA_WORKER_CONCURRENCY: '1',
+      ...overrides,
+    },
+  );
 }
 
 /** Moneta on its own fresh database, listening on a free port, with one merchant. */
 export async function startTestMoneta(overrides: Partial<Record<string, string>> = {}): Promise<TestMoneta> {
   const { url: db_url, drop } = await createTestDatabase();
   const logs = new LogCapture();
-  const pool = createPool({ connection_string: db_url, max_connections: 10, application_name: 'moneta-test' });
+  const pool = createPool({
+    connection_string: db_url,
+    max_connections: 10,
+    application_name: 'moneta-test',
+  });
   const database: Database = { pool, url: db_url, embedded: null, close: async () => {} };
-  let moneta = await startMoneta(testConfig(db_url, overrides), { log: createLogger('info', logs), database });
+  let moneta = await startMoneta(testConfig(db_url, overrides), {
+    log: createLogger('info', logs),
+    database,
+  });
   const merchant = await createMerchant(pool, { name: 'Test merchant', with_live_keys: true });
   const t: TestMoneta = {
     moneta,

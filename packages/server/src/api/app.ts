@@ -1,7 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { randomBase62 } from '../lib/random.ts';
 import { authentication } from './plugins/auth.ts';
-import { bodyParsing, parseForm } from './plugins/body.ts';
+import { bodyParsing, parseQuery } from './plugins/body.ts';
 import { errorHandling } from './plugins/errors.ts';
 import { observability } from './plugins/observability.ts';
 import { operations } from './plugins/operations.ts';
@@ -23,7 +23,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
     routerOptions: {
       ignoreTrailingSlash: true,
-      querystringParser: (text: string) => parseForm(text),
+      querystringParser: (text: string) => parseQuery(text) as Record<string, unknown>,
       maxParamLength: 300,
     },
     ajv: {

@@ -64,7 +64,9 @@ beforeAll(async () => {
   drop = db.drop;
   pool = createPool({ connection_string: db.url, max_connections: 8, application_name: 'engine-test' });
   await migrate(pool);
-  await pool.query('CREATE TABLE test_attempts (id uuid PRIMARY KEY, amount int NOT NULL, status text NOT NULL)');
+  await pool.query(
+    'CREATE TABLE test_attempts (id uuid PRIMARY KEY, amount int NOT NULL, status text NOT NULL)',
+  );
   const m = await createMerchant(pool, { name: 'Engine test' });
   scope = { merchant_id: m.merchant.id, livemode: false, api_key_id: 'key_test', request_id: 'req_1' };
 });
@@ -105,7 +107,9 @@ describe('atomic phases and recovery points', () => {
     const body = JSON.parse(resumed.body);
     const attempts = await pool.query('SELECT id, status FROM test_attempts WHERE amount = 700');
     expect(attempts.rows).toEqual([{ id: body.attempt_id, status: 'succeeded' }]); // one attempt, not two
-    const row = await pool.query("SELECT recovery_point FROM idempotency_keys WHERE idempotency_key = 'crash-1'");
+    const row = await pool.query(
+      "SELECT recovery_point FROM idempotency_keys WHERE idempotency_key = 'crash-1'",
+    );
     expect(row.rows[0].recovery_point).toBe('finished');
   });
 
@@ -127,7 +131,7 @@ describe('atomic phases and recovery points', () => {
     const retry = await engine.execute(op, { amount: 900 }, scope, 'abandoned-1', request);
     expect(retry.replayed).toBe(true);
     expect(retry.body).toBe(rows[0].response_body);
-    const attempts = await pool.query("SELECT status FROM test_attempts WHERE amount = 900");
+    const attempts = await pool.query('SELECT status FROM test_attempts WHERE amount = 900');
     expect(attempts.rows).toEqual([{ status: 'succeeded' }]);
   });
 
@@ -162,7 +166,9 @@ describe('atomic phases and recovery points', () => {
       "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE idempotency_key = 'old-1'",
     );
     expect(await engine.reap(24)).toBe(1);
-    const { rows } = await pool.query("SELECT idempotency_key FROM idempotency_keys WHERE idempotency_key IN ('old-1','new-1')");
+    const { rows } = await pool.query(
+      "SELECT idempotency_key FROM idempotency_keys WHERE idempotency_key IN ('old-1','new-1')",
+    );
     expect(rows.map((r) => r.idempotency_key)).toEqual(['new-1']);
   });
 });

@@ -38,18 +38,17 @@ export class Where {
     return this;
   }
 
+  /**
+   * `created` is whole unix seconds while the column has sub-second precision, so each
+   * bound is turned into a half-open range on whole seconds: lte X means before X+1.
+   */
   created(column: string, filter: CreatedFilter | number | undefined): this {
     if (filter === undefined) return this;
-    if (typeof filter === 'number')
-      return this.add(
-        (p) => `${column} >= to_timestamp(${p}) AND ${column} < to_timestamp(${p}) + interval '1 second'`,
-        filter,
-      );
-    const ops = { gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
-    for (const [name, op] of Object.entries(ops) as [keyof CreatedFilter, string][]) {
-      const v = filter[name];
-      if (v !== undefined) this.add((p) => `${column} ${op} to_timestamp(${p})`, v);
-    }
+    const bounds = typeof filter === 'number' ? { gte: filter, lte: filter } : filter;
+    if (bounds.gt !== undefined) this.add((p) => `${column} >= to_timestamp(${p})`, bounds.gt + 1);
+    if (bounds.gte !== undefined) this.add((p) => `${column} >= to_timestamp(${p})`, bounds.gte);
+    if (bounds.lt !== undefined) this.add((p) => `${column} < to_timestamp(${p})`, bounds.lt);
+    if (bounds.lte !== undefined) this.add((p) => `${column} < to_timestamp(${p})`, bounds.lte + 1);
     return this;
   }
 

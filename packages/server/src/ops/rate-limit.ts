@@ -89,7 +89,8 @@ export class RedisTokenBucket implements RateLimiter {
     private readonly opts: BucketOptions,
     private readonly log: Logger,
   ) {
-    this.redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+    // A bounded command timeout: a slow Redis must not stall payments; past it we fail open.
+    this.redis = new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 250, enableOfflineQueue: true });
     this.redis.on('error', (err) => this.warn(err));
     this.redis.defineCommand('monetaTake', { numberOfKeys: 1, lua: TAKE_SCRIPT });
   }

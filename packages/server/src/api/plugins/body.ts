@@ -27,6 +27,18 @@ export function parseForm(text: string): Record<string, unknown> {
   }
 }
 
+/** Marks a query string that failed to parse; the router cannot throw, so a hook answers 400. */
+export const INVALID_QUERY = Symbol('moneta.invalid_query');
+
+/** Query-string parser for the router: it must never throw (that would crash the server). */
+export function parseQuery(text: string): Record<string | symbol, unknown> {
+  try {
+    return parseForm(text);
+  } catch (err) {
+    return { [INVALID_QUERY]: (err as Error).message };
+  }
+}
+
 export const bodyParsing = fp<{ body_limit_bytes: number }>(async (app: FastifyInstance, opts) => {
   app.addContentTypeParser(
     'application/x-www-form-urlencoded',
@@ -39,6 +51,11 @@ export const bodyParsing = fp<{ body_limit_bytes: number }>(async (app: FastifyI
       }
     },
   );
+  app.addHook('onRequest', async (req) => {
+    const problem = (req.query as Record<symbol, unknown>)[INVALID_QUERY];
+    if (typeof problem === 'string')
+      throw invalidRequest(problem.replace('form-encoded parameters', 'query string'));
+  });
   // A POST without a body (curl -X POST) means "no parameters".
   app.addHook('preValidation', async (req) => {
     if ((req.method === 'POST' || req.method === 'DELETE') && (req.body === undefined || req.body === null)) {

@@ -1,0 +1,150 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
+
+/**
+ * Property: whatever a client throws at any route — random methods, paths, query strings,
+ * headers and bodies — the answer is never a 5xx, always a JSON body (Stripe's error shape
+ * for errors), and a refused request changes nothing in the database.
+ */
+let t: TestMoneta;
+let existingId: string;
+
+beforeAll(async () => {
+  t = await startTestMoneta({ MONETA_RATE_LIMIT_PER_SECOND: '1000000', MONETA_RATE_LIMIT_BURST: '1000000' });
+  const res = await fetch(`${t.url}/v1/customers`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${t.secret_key}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'name=Fuzz',
+  });
+  existingId = ((await res.json()) as { id: string }).id;
+});
+afterAll(async () => t?.close());
+
+async function snapshot(withKeys: boolean): Promise<string> {
+  const tables = ['merchants', 'api_keys', 'customers', ...(withKeys ? ['idempotency_keys'] : [])];
+  const parts = [];
+  for (const table of tables) {
+    const { rows } = await t.pool.query(
+      `SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) AS h FROM ${table} x`,
+    );
+    parts.push(rows[0].h);
+  }
+  return parts.join(':');
+}
+
+const text = fc.oneof(
+  fc.string({ maxLength: 30 }),
+  fc.constantFrom(
+    '',
+    ' ',
+    'null',
+    '[]',
+    '{}',
+    '4242424242424242',
+    '-1',
+    '1e999',
+    '%',
+    '%zz',
+    '\u0000',
+    '😀',
+    'a'.repeat(600),
+  ),
+);
+const paramName = fc.oneof(
+  fc.constantFrom(
+    'email',
+    'name',
+    'phone',
+    'description',
+    'metadata',
+    'address',
+    'limit',
+    'starting_after',
+    'ending_before',
+    'created',
+    'expand',
+    'id',
+  ),
+  fc.string({ maxLength: 12 }),
+);
+const bracketed = fc
+  .tuple(paramName, fc.array(fc.oneof(paramName, fc.constant('')), { maxLength: 7 }))
+  .map(([head, rest]) => head + rest.map((r) => `[${r}]`).join(''));
+const formBody = fc
+  .array(fc.tuple(bracketed, text), { maxLength: 8 })
+  .map((pairs) => pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&'));
+const rawForm = fc.string({ maxLength: 80 });
+
+const path = fc.oneof(
+  fc.constantFrom('/v1/customers', '/healthz', '/readyz', '/v1', '/', '/v1/customers/', '/v1/customers/x/y'),
+  fc.constant('EXISTING').map(() => `/v1/customers/${existingId}`),
+  fc.string({ maxLength: 40 }).map((s) => `/v1/customers/${encodeURIComponent(s)}`),
+  fc.string({ maxLength: 20 }).map((s) => `/${encodeURIComponent(s)}`),
+);
+
+const request = fc.record({
+  method: fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'PATCH'),
+  path,
+  query: fc.oneof(fc.constant(''), formBody, rawForm.map(encodeURI)),
+  body: fc.oneof(
+    fc.constant(undefined),
+    formBody.map((b) => ({ type: 'application/x-www-form-urlencoded', b })),
+    rawForm.map((b) => ({ type: 'application/x-www-form-urlencoded', b })),
+    fc.jsonValue({ maxDepth: 4 }).map((v) => ({ type: 'application/json', b: JSON.stringify(v) })),
+    rawForm.map((b) => ({ type: 'application/json', b })),
+    rawForm.map((b) => ({ type: 'text/plain', b })),
+  ),
+  auth: fc.constantFrom('secret', 'publishable', 'live', 'garbage', 'none', 'basic'),
+  idempotency: fc.oneof(fc.constant(undefined), fc.string({ maxLength: 300 }), fc.constant('k'.repeat(256))),
+});
+
+describe('random requests', () => {
+  it('never get a 5xx, always get JSON, and refused requests change nothing', async () => {
+    await fc.assert(
+      fc.asyncProperty(request, async (r) => {
+        const headers: Record<string, string> = {};
+        const key = {
+          secret: t.secret_key,
+          publishable: t.publishable_key,
+          live: t.live_secret_key,
+          garbage: 'sk_test_nope',
+        }[r.auth as 'secret'];
+        if (key) headers.authorization = `Bearer ${key}`;
+        if (r.auth === 'basic')
+          headers.authorization = `Basic ${Buffer.from(`${t.secret_key}:`).toString('base64')}`;
+        if (r.idempotency !== undefined && /^[\x20-\x7e]*$/.test(r.idempotency))
+          headers['idempotency-key'] = r.idempotency;
+        if (r.body) headers['content-type'] = r.body.type;
+        const before = await snapshot(true);
+        const url = `${t.url}${r.path}${r.query ? `?${r.query}` : ''}`;
+        let res: Response;
+        try {
+          res = await fetch(url, {
+            method: r.method,
+            headers,
+            body: r.method === 'GET' ? undefined : r.body?.b,
+          });
+        } catch (err) {
+          // A URL that fetch itself refuses to send is not a server answer.
+          if (err instanceof TypeError && /Invalid URL|Failed to parse/.test(String(err.message))) return;
+          throw err;
+        }
+        const bodyText = await res.text();
+        expect(res.status, `${r.method} ${url} → ${bodyText}`).toBeLessThan(500);
+        const body = bodyText ? JSON.parse(bodyText) : null;
+        if (r.path !== '/metrics' && res.status >= 400) {
+          expect(body.error.type, bodyText).toMatch(/_error$/);
+          expect(typeof body.error.message).toBe('string');
+          expect(bodyText).not.toMatch(/\.ts:\d+/);
+          // A 404 after work started is stored under its idempotency key (Stripe semantics);
+          // nothing else a refused request does may touch the database.
+          expect(await snapshot(res.status !== 404), `${r.method} ${url} changed the database`).toBe(
+            res.status === 404 ? before.split(':').slice(0, 3).join(':') : before,
+          );
+        }
+      }),
+      { numRuns: Number(process.env.FUZZ_RUNS ?? 400) },
+    );
+  });
+});
