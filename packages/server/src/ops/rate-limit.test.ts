@@ -80,7 +80,7 @@ describe('429 over HTTP', () => {
     expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     const { rows } = await t.pool.query('SELECT idempotency_key FROM idempotency_keys');
     const stored = new Set(rows.map((x) => x.idempotency_key));
-    responses.forEach((res, i) => expect(stored.has(`rl-${i}`)).toBe(res.status === 200));
+    for (const [i, res] of responses.entries()) expect(stored.has(`rl-${i}`)).toBe(res.status === 200);
     expect(await countRows(t.pool, 'customers')).toBe(responses.filter((x) => x.status === 200).length);
     // Another key of the same merchant has its own bucket.
     const live = await call(t.url, 'GET', '/v1/customers', { key: t.live_secret_key });
