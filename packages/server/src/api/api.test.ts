@@ -208,14 +208,14 @@ describe('errors', () => {
       body: '{"name": ',
     });
     expect(badJson.status).toBe(400);
-    expect((await badJson.json()).error.type).toBe('invalid_request_error');
+    expect(((await badJson.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
     const xml = await fetch(`${t.url}/v1/customers`, {
       method: 'POST',
       headers: { authorization: `Bearer ${t.secret_key}`, 'content-type': 'application/xml' },
       body: '<customer/>',
     });
     expect(xml.status).toBe(415);
-    expect((await xml.json()).error.type).toBe('invalid_request_error');
+    expect(((await xml.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
     const big = await post('/v1/customers', `description=${'x'.repeat(1024 * 1024 + 10)}`);
     expect(big.status).toBe(413);
     expect(big.body.error.type).toBe('invalid_request_error');
