@@ -4,8 +4,6 @@
  * log line (message and fields) so a PAN never reaches a log, whatever field it hides in.
  */
 const CANDIDATE = /\d(?:[ -]?\d){12,18}/g;
-const MAX_DEPTH = 8;
-const MAX_KEYS = 200;
 
 export function luhnValid(digits: string): boolean {
   let sum = 0;
@@ -29,31 +27,4 @@ export function redactCardNumbers(text: string): string {
     if (digits.length < 13 || digits.length > 19 || !luhnValid(digits)) return match;
     return `[REDACTED PAN ****${digits.slice(-4)}]`;
   });
-}
-
-/** Deep copy with card numbers masked; bounded in depth and width so a hostile object cannot stall logging. */
-export function redactDeep(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return redactCardNumbers(value);
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 1e12) {
-    return redactCardNumbers(String(value)) === String(value) ? value : '[REDACTED PAN]';
-  }
-  if (typeof value === 'bigint') return redactDeep(value.toString(), depth);
-  if (value === null || typeof value !== 'object') return value;
-  if (depth >= MAX_DEPTH) return '[depth limit]';
-  if (value instanceof Error) {
-    return {
-      type: value.name,
-      message: redactCardNumbers(value.message),
-      stack: redactCardNumbers(value.stack ?? ''),
-    };
-  }
-  if (Array.isArray(value)) return value.slice(0, MAX_KEYS).map((v) => redactDeep(v, depth + 1));
-  const out: Record<string, unknown> = {};
-  let count = 0;
-  for (const [k, v] of Object.entries(value)) {
-    if (count >= MAX_KEYS) break;
-    out[k] = redactDeep(v, depth + 1);
-    count += 1;
-  }
-  return out;
 }

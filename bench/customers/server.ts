@@ -1,0 +1,63 @@
+/**
+ * One side of the customers benchmark, in its own process so the load generator does not
+ * share its event loop: `bare` is a fastify route that inserts one row; `moneta` is the
+ * real Moneta API (auth, rate limit, validation, idempotency, logging at info to /dev/null).
+ * Prints `READY <url> <secret key>` when it listens.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify from 'fastify';
+import pino from 'pino';
+import { loadConfig } from '../../packages/server/src/config/index.ts';
+import { createPool } from '../../packages/server/src/db/pool.ts';
+import { createMerchant } from '../../packages/server/src/merchants/index.ts';
+import { createLogger } from '../../packages/server/src/ops/logger.ts';
+import { startMoneta } from '../../packages/server/src/service.ts';
+
+const [mode, db_url] = process.argv.slice(2);
+if ((mode !== 'bare' && mode !== 'moneta') || !db_url) {
+  console.error('usage: server.ts bare|moneta DATABASE_URL');
+  process.exit(2);
+}
+const POOL_MAX = 20;
+
+if (mode === 'bare') {
+  const pool = createPool({
+    connection_string: db_url,
+    max_connections: POOL_MAX,
+    application_name: 'bench-bare',
+  });
+  await pool.query(
+    'CREATE TABLE IF NOT EXISTS bench_bare (id text PRIMARY KEY, email text, created_at timestamptz DEFAULT now())',
+  );
+  const app = Fastify();
+  app.post('/bare', async (req) => {
+    const body = (req.body ?? {}) as { email?: string };
+    const { rows } = await pool.query(
+      'INSERT INTO bench_bare (id, email) VALUES ($1, $2) RETURNING id, email, created_at',
+      [randomUUID(), body.email ?? null],
+    );
+    return rows[0];
+  });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  console.log(`READY ${url}/bare none`);
+} else {
+  const config = loadConfig(
+    {},
+    {
+      DATABASE_URL: db_url,
+      PORT: '0',
+      MONETA_ROLE: 'api',
+      MONETA_DEMO_MERCHANT: 'false',
+      MONETA_DB_POOL_MAX: String(POOL_MAX),
+      MONETA_RATE_LIMIT_PER_SECOND: '10000000',
+      MONETA_RATE_LIMIT_BURST: '10000000',
+    },
+  );
+  const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
+  const moneta = await startMoneta(config, { log });
+  const merchant = await createMerchant(moneta.db.pool, { name: 'Bench' });
+  console.log(`READY ${moneta.url}/v1/customers ${merchant.test.secret_key}`);
+}
+
+// Exit through process.exit so `--cpu-prof` profiles are written when the bench stops us.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(0));
