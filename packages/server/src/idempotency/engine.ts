@@ -334,10 +334,15 @@ export class IdempotencyEngine {
     );
     let completed = 0;
     for (const { id } of rows) {
-      const run = await this.takeOverAbandoned(String(id));
-      if (!run) continue;
-      await this.drive(run);
-      completed += 1;
+      // One request that cannot be finished must not keep the others waiting.
+      try {
+        const run = await this.takeOverAbandoned(String(id));
+        if (!run) continue;
+        await this.drive(run);
+        completed += 1;
+      } catch (err) {
+        this.opts.log.error({ err, key_row_id: String(id) }, 'completer could not finish a request');
+      }
     }
     return completed;
   }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { assert } from './errors.ts';
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
@@ -11,6 +12,7 @@ let pool = randomBytes(POOL_BYTES);
 let offset = 0;
 
 function nextBytes(n: number): Buffer {
+  assert(n > 0 && n <= POOL_BYTES, 'random draw fits the pool');
   if (offset + n > POOL_BYTES) {
     pool = randomBytes(POOL_BYTES);
     offset = 0;
