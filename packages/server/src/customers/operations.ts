@@ -1,15 +1,20 @@
 import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
-import { type CustomerInput, createCustomer, serializeCustomer, updateCustomer } from './service.ts';
+import { type CustomerInput, newCustomer, serializeCustomer, updateCustomer } from './service.ts';
 
-/** Creating a customer touches only our database: one atomic phase, then done. */
+/**
+ * Creating a customer touches only our database: one atomic phase, then done. The phase
+ * reads nothing, so it hands its insert to the engine, which sends it with the key row
+ * and the COMMIT in one round trip.
+ */
 export const createCustomerOperation: IdempotentOperation<CustomerInput> = {
   name: 'customers.create',
   persist_params: true,
   steps: {
     started: (ctx) =>
-      ctx.atomicPhase(async (tx) =>
-        jsonResponse(200, serializeCustomer(await createCustomer(tx, ctx.scope, ctx.params))),
-      ),
+      ctx.atomicPhase(async () => {
+        const { row, insert } = newCustomer(ctx.scope, ctx.params);
+        return { ...jsonResponse(200, serializeCustomer(row)), writes: [insert] };
+      }),
   },
 };
 

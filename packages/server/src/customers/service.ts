@@ -1,4 +1,4 @@
-import type { Queryable } from '../db/pool.ts';
+import type { Queryable, Statement } from '../db/pool.ts';
 import { invalidRequest, resourceMissing } from '../lib/errors.ts';
 import { isIdOf, newId } from '../lib/ids.ts';
 import { type CreatedFilter, type ListParams, listPage, type Page, Where } from '../lib/list.ts';
@@ -8,6 +8,7 @@ import {
   type MetadataInput,
   mergeMetadata,
   metadataForCreate,
+  orderedMetadata,
 } from '../lib/metadata.ts';
 
 export interface Scope {
@@ -102,27 +103,43 @@ function toAddress(input: CustomerInput['address'], current: Address | null): Ad
   return out;
 }
 
-export async function createCustomer(
-  db: Queryable,
-  scope: Scope,
-  input: CustomerInput,
-): Promise<CustomerRow> {
-  const { rows } = await db.query(
-    `INSERT INTO customers (id, merchant_id, livemode, email, name, phone, description, address, metadata)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}`,
-    [
-      newId('cus'),
+/**
+ * Builds a new customer row and the statement that stores it, without touching the
+ * database: the caller sends the statement with its transaction's COMMIT (one round trip).
+ * The row is exactly what the statement writes, so it can be serialized right away.
+ */
+export function newCustomer(scope: Scope, input: CustomerInput): { row: CustomerRow; insert: Statement } {
+  const row: CustomerRow = {
+    id: newId('cus'),
+    livemode: scope.livemode,
+    email: orNull(input.email) ?? null,
+    name: orNull(input.name) ?? null,
+    phone: orNull(input.phone) ?? null,
+    description: orNull(input.description) ?? null,
+    address: toAddress(input.address, null) ?? null,
+    metadata: metadataForCreate(input.metadata),
+    created_at: new Date(),
+    deleted_at: null,
+  };
+  const insert: Statement = {
+    // Named: the hottest write is parsed and planned once per connection, not per request.
+    name: 'moneta_customers_insert',
+    text: `INSERT INTO customers (id, merchant_id, livemode, email, name, phone, description, address, metadata, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    values: [
+      row.id,
       scope.merchant_id,
-      scope.livemode,
-      orNull(input.email) ?? null,
-      orNull(input.name) ?? null,
-      orNull(input.phone) ?? null,
-      orNull(input.description) ?? null,
-      toAddress(input.address, null) ?? null,
-      metadataForCreate(input.metadata),
+      row.livemode,
+      row.email,
+      row.name,
+      row.phone,
+      row.description,
+      row.address,
+      row.metadata,
+      row.created_at,
     ],
-  );
-  return rows[0] as CustomerRow;
+  };
+  return { row, insert };
 }
 
 /** A live or deleted customer of this merchant and mode, or null. */
@@ -214,12 +231,28 @@ export async function listCustomers(
 }
 
 /** Stripe's Customer object. A deleted customer is a stub with `deleted: true`. */
+/**
+ * jsonb stores object keys in its own order (shorter keys first), so a response built from
+ * the row we wrote and one built from the row we read back would differ byte for byte.
+ * Fixed orders keep every response of the same object identical.
+ */
+function orderedAddress(address: Address): Address {
+  return {
+    city: address.city ?? null,
+    country: address.country ?? null,
+    line1: address.line1 ?? null,
+    line2: address.line2 ?? null,
+    postal_code: address.postal_code ?? null,
+    state: address.state ?? null,
+  };
+}
+
 export function serializeCustomer(row: CustomerRow): Record<string, unknown> {
   if (row.deleted_at) return { id: row.id, object: 'customer', deleted: true };
   return {
     id: row.id,
     object: 'customer',
-    address: row.address,
+    address: row.address && orderedAddress(row.address),
     balance: 0,
     created: Math.floor(row.created_at.getTime() / 1000),
     currency: null,
@@ -234,7 +267,7 @@ export function serializeCustomer(row: CustomerRow): Record<string, unknown> {
       rendering_options: null,
     },
     livemode: row.livemode,
-    metadata: row.metadata,
+    metadata: orderedMetadata(row.metadata),
     name: row.name,
     phone: row.phone,
     preferred_locales: [],

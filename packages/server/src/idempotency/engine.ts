@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type Client, type Pool, withTransaction } from '../db/pool.ts';
+import { isUniqueViolation, type Pool, type Statement, type Tx, withTransaction } from '../db/pool.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import {
   assert,
@@ -72,7 +72,7 @@ class Run<P> implements PhaseContext<P> {
     this.state = state;
   }
 
-  async atomicPhase(fn: (tx: Client) => Promise<PhaseOutcome>): Promise<void> {
+  async atomicPhase(fn: (tx: Tx) => Promise<PhaseOutcome>): Promise<void> {
     assert(this.response === null, 'no phase runs after the response is decided');
     const outcome = await this.engine.commitPhase(this, fn);
     if ('response' in outcome) {
@@ -186,45 +186,62 @@ export class IdempotencyEngine {
     return response;
   }
 
-  /** One atomic phase: `fn`'s writes and the key row's new state commit together. */
-  async commitPhase<P>(run: Run<P>, fn: (tx: Client) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
+  /**
+   * One atomic phase: `fn`'s writes and the key row's new state commit together. The
+   * phase's declared `writes`, the key row's statement and the COMMIT leave in one write
+   * (see Tx), so a fresh key is inserted without ON CONFLICT: a duplicate must fail the
+   * whole transaction, never commit the phase's writes without it.
+   */
+  async commitPhase<P>(run: Run<P>, fn: (tx: Tx) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
     const binding = run.binding;
-    if (binding.mode === 'ephemeral') return withTransaction(this.pool, fn);
-    const outcome = await withTransaction(this.pool, async (tx) => {
-      const result = await fn(tx);
-      if (binding.mode === 'fresh') {
-        const id = await this.insertKeyRow(tx, run, binding, result);
-        if (id === null) throw new KeyConflict();
-        return { result, id };
-      }
-      await this.updateKeyRow(tx, binding, result);
-      return { result, id: binding.key_row_id };
-    });
+    let outcome: { result: PhaseOutcome; id: string | null };
+    try {
+      outcome = await withTransaction(this.pool, async (tx) => {
+        const { writes = [], ...result } = await fn(tx);
+        if (binding.mode === 'ephemeral') {
+          await tx.commit(writes);
+          return { result, id: null };
+        }
+        const key_statement =
+          binding.mode === 'fresh'
+            ? this.insertKeyRow(run, binding, result)
+            : this.updateKeyRow(binding, result);
+        const results = await tx.commit([...writes, key_statement]);
+        const key_rows = results.at(-1)?.rows ?? [];
+        assert(key_rows.length === 1, 'the key row statement returns its row');
+        return { result, id: String(key_rows[0].id) };
+      });
+    } catch (err) {
+      if (binding.mode === 'fresh' && isUniqueViolation(err) && isKeyConstraint(err)) throw new KeyConflict();
+      if (binding.mode === 'locked' && (err as { code?: string }).code === LOCK_LOST_SQLSTATE)
+        throw new LockLost();
+      throw err;
+    }
     if (binding.mode === 'fresh' && !('response' in outcome.result)) {
+      assert(outcome.id !== null, 'a fresh key row has an id');
       run.binding = { mode: 'locked', key_row_id: outcome.id, token: binding.token };
     }
     return outcome.result;
   }
 
-  private async insertKeyRow<P>(
-    tx: Client,
+  private insertKeyRow<P>(
     run: Run<P>,
     binding: Extract<Binding, { mode: 'fresh' }>,
     outcome: PhaseOutcome,
-  ): Promise<string | null> {
+  ): Statement {
     const finished = 'response' in outcome;
     const { identity, token } = binding;
-    const { rows } = await tx.query(
-      `INSERT INTO idempotency_keys
+    return {
+      name: 'moneta_idempotency_insert',
+      text: `INSERT INTO idempotency_keys
          (merchant_id, livemode, idempotency_key, operation, request_method, request_path, request_fingerprint,
           request_params, request_id, api_key_id, locked_at, locked_by, recovery_point, phase_state,
           response_status, response_body, completed_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
                CASE WHEN $15::int IS NULL THEN now() END, CASE WHEN $15::int IS NULL THEN $11::uuid END,
                $12, $13, $15, $14, CASE WHEN $15::int IS NULL THEN NULL ELSE now() END)
-       ON CONFLICT (merchant_id, livemode, idempotency_key) DO NOTHING
        RETURNING id`,
-      [
+      values: [
         run.scope.merchant_id,
         run.scope.livemode,
         identity.key,
@@ -241,28 +258,31 @@ export class IdempotencyEngine {
         finished ? outcome.response.body : null,
         finished ? outcome.response.status : null,
       ],
-    );
-    return rows[0] ? String(rows[0].id) : null;
+    };
   }
 
-  private async updateKeyRow(
-    tx: Client,
-    binding: Extract<Binding, { mode: 'locked' }>,
-    outcome: PhaseOutcome,
-  ): Promise<void> {
+  /**
+   * Each phase also refreshes locked_at: a request that keeps making progress keeps its
+   * lock. Losing the lock must undo the phase, and the statement rides with the COMMIT, so
+   * the check is in the statement: no row updated raises (MN001) and the COMMIT rolls back.
+   */
+  private updateKeyRow(binding: Extract<Binding, { mode: 'locked' }>, outcome: PhaseOutcome): Statement {
     const finished = 'response' in outcome;
-    // Each phase also refreshes locked_at: a request that keeps making progress keeps its lock.
-    const result = await tx.query(
-      `UPDATE idempotency_keys
-          SET recovery_point = $3,
-              phase_state = phase_state || $4::jsonb,
-              response_status = $5, response_body = $6,
-              locked_at = CASE WHEN $5::int IS NULL THEN now() END,
-              locked_by = CASE WHEN $5::int IS NULL THEN locked_by END,
-              completed_at = CASE WHEN $5::int IS NULL THEN NULL ELSE now() END,
-              last_run_at = now()
-        WHERE id = $1 AND locked_by = $2`,
-      [
+    return {
+      name: 'moneta_idempotency_update',
+      text: `WITH updated AS (
+         UPDATE idempotency_keys
+            SET recovery_point = $3,
+                phase_state = phase_state || $4::jsonb,
+                response_status = $5, response_body = $6,
+                locked_at = CASE WHEN $5::int IS NULL THEN now() END,
+                locked_by = CASE WHEN $5::int IS NULL THEN locked_by END,
+                completed_at = CASE WHEN $5::int IS NULL THEN NULL ELSE now() END,
+                last_run_at = now()
+          WHERE id = $1 AND locked_by = $2
+          RETURNING id)
+       SELECT $1::bigint AS id, moneta_assert_one((SELECT count(*) FROM updated), 'idempotency lock lost') AS ok`,
+      values: [
         binding.key_row_id,
         binding.token,
         finished ? FINISHED : outcome.recovery_point,
@@ -270,8 +290,7 @@ export class IdempotencyEngine {
         finished ? outcome.response.status : null,
         finished ? outcome.response.body : null,
       ],
-    );
-    if (result.rowCount !== 1) throw new LockLost();
+    };
   }
 
   /**
@@ -392,6 +411,14 @@ export class IdempotencyEngine {
     }
     return deleted;
   }
+}
+
+const KEY_CONSTRAINT = 'idempotency_keys_merchant_id_livemode_idempotency_key_key';
+/** Raised by moneta_assert_one (migration 0002) when the lock holder changed under us. */
+const LOCK_LOST_SQLSTATE = 'MN001';
+
+function isKeyConstraint(err: unknown): boolean {
+  return (err as { constraint?: string }).constraint === KEY_CONSTRAINT;
 }
 
 function fingerprintOf(request: RequestInfo, params: unknown): Buffer {

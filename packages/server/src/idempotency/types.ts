@@ -1,4 +1,4 @@
-import type { Client } from '../db/pool.ts';
+import type { Statement, Tx } from '../db/pool.ts';
 
 /** Who is asking: every idempotent request and every object it touches is scoped by these. */
 export interface RequestScope {
@@ -14,10 +14,15 @@ export interface StoredResponse {
   body: string;
 }
 
-/** What an atomic phase decides: move to the next recovery point, or finish with a response. */
+/**
+ * What an atomic phase decides: move to the next recovery point, or finish with a response.
+ * `writes` are statements the phase could describe instead of running: they are sent with
+ * the key row and the COMMIT in one round trip, after anything the phase ran through `tx`.
+ * A phase that only inserts rows it built itself costs one round trip in all.
+ */
 export type PhaseOutcome =
-  | { recovery_point: string; state?: Record<string, unknown> }
-  | { response: StoredResponse };
+  | { recovery_point: string; state?: Record<string, unknown>; writes?: readonly Statement[] }
+  | { response: StoredResponse; writes?: readonly Statement[] };
 
 export interface PhaseContext<P> {
   readonly params: P;
@@ -31,7 +36,7 @@ export interface PhaseContext<P> {
    * (or the stored response). Never make a foreign call inside `fn`: foreign calls go
    * between phases, and each carries its own idempotency key derived from our records.
    */
-  atomicPhase(fn: (tx: Client) => Promise<PhaseOutcome>): Promise<void>;
+  atomicPhase(fn: (tx: Tx) => Promise<PhaseOutcome>): Promise<void>;
 }
 
 /**

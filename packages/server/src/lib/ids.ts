@@ -1,11 +1,12 @@
 import { monotonicFactory } from 'ulidx';
+import { randomUnit } from './random.ts';
 
 /**
  * Object ids: a type prefix and a ULID (48-bit millisecond time + 80 random bits,
  * Crockford base32). Monotonic within a process, so ids sort by creation time and
  * list pagination by id is newest-first without a separate sort key.
  */
-const nextUlid = monotonicFactory();
+const nextUlid = monotonicFactory(randomUnit);
 
 export type IdPrefix = 'cus' | 'acct' | 'key' | 'req' | 'evt';
 

@@ -52,3 +52,10 @@ export function mergeMetadata(current: Metadata, input: MetadataInput | undefine
   }
   return out;
 }
+
+/** Metadata with keys in code-unit order, whatever order the storage returned them in. */
+export function orderedMetadata(metadata: Metadata): Metadata {
+  const out: Metadata = {};
+  for (const key of Object.keys(metadata).sort()) out[key] = metadata[key]!;
+  return out;
+}

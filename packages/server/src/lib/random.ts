@@ -34,3 +34,13 @@ export function randomBase62(length: number): string {
   }
   return out;
 }
+
+/**
+ * A uniform draw from [0, 1) in steps of 1/256, for ulidx's per-character PRNG: its
+ * default calls crypto.getRandomValues once per character (16 calls per id), which
+ * profiles showed at ~5 % of request CPU. floor(x * 32) over these values is exactly
+ * uniform because 256 is a multiple of 32.
+ */
+export function randomUnit(): number {
+  return nextBytes(1)[0]! / 256;
+}

@@ -1,0 +1,18 @@
+-- Idempotent phases send their last statement together with COMMIT (one round trip), so
+-- a check that used to happen in the client between the two ("did my UPDATE touch the
+-- row?") has to happen inside the statement: this raises, which turns the COMMIT that
+-- follows into a ROLLBACK.
+CREATE FUNCTION moneta_assert_one(n bigint, message text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF n <> 1 THEN
+    RAISE EXCEPTION USING ERRCODE = 'MN001', MESSAGE = message;
+  END IF;
+  RETURN true;
+END;
+$$;
+
+-- The reaper deletes by age, and keys arrive in time order: a BRIN index serves that at a
+-- fraction of a B-tree's cost on every insert.
+DROP INDEX idempotency_keys_by_age;
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys USING brin (created_at);
