@@ -156,6 +156,82 @@ describe('atomic phases and recovery points', () => {
     expect(again.body).toBe(first.body);
   });
 
+  it('a declared write that fails undoes the whole phase, and the stored answer is a 500', async () => {
+    const engine = new IdempotencyEngine(pool, { lock_timeout_s: 60, log });
+    const attempt_id = randomUUID();
+    const op: IdempotentOperation<Record<string, never>> = {
+      name: 'test.failing_write',
+      persist_params: true,
+      steps: {
+        started: (ctx) =>
+          ctx.atomicPhase(async (tx) => {
+            await tx.query("INSERT INTO test_attempts (id, amount, status) VALUES ($1, 1, 'started')", [
+              attempt_id,
+            ]);
+            // amount is NOT NULL: this write fails after the one above already ran.
+            const bad = {
+              text: 'INSERT INTO test_attempts (id, amount, status) VALUES ($1, NULL, $2)',
+              values: [randomUUID(), 'x'],
+            };
+            return { ...jsonResponse(200, { ok: true }), writes: [bad] };
+          }),
+      },
+    };
+    const first = await engine.execute(op, {}, scope, 'failing-write-1', request);
+    expect(first.status).toBe(500);
+    const attempts = await pool.query('SELECT 1 FROM test_attempts WHERE id = $1', [attempt_id]);
+    expect(attempts.rowCount).toBe(0);
+    const again = await engine.execute(op, {}, scope, 'failing-write-1', request);
+    expect(again.replayed).toBe(true);
+    expect(again.body).toBe(first.body);
+  });
+
+  it('a phase whose lock was taken over commits nothing', async () => {
+    const engine = new IdempotencyEngine(pool, { lock_timeout_s: 60, log });
+    let resume: () => void = () => {};
+    const paused = new Promise<void>((r) => {
+      resume = r;
+    });
+    let attempt_id = '';
+    const op: IdempotentOperation<Record<string, never>> = {
+      name: 'test.lock_lost',
+      persist_params: true,
+      steps: {
+        started: (ctx) =>
+          ctx.atomicPhase(async () => {
+            attempt_id = randomUUID();
+            const insert = {
+              text: "INSERT INTO test_attempts (id, amount, status) VALUES ($1, 3, 'started')",
+              values: [attempt_id],
+            };
+            return { recovery_point: 'recorded', writes: [insert] };
+          }),
+        recorded: async (ctx) => {
+          await paused;
+          await ctx.atomicPhase(async (tx) => {
+            await tx.query("UPDATE test_attempts SET status = 'succeeded' WHERE id = $1", [attempt_id]);
+            return jsonResponse(200, { ok: true });
+          });
+        },
+      },
+    };
+    const running = engine.execute(op, {}, scope, 'lock-lost-1', request);
+    await waitFor(async () => {
+      const { rowCount } = await pool.query(
+        "SELECT 1 FROM idempotency_keys WHERE idempotency_key = 'lock-lost-1'",
+      );
+      return rowCount === 1;
+    });
+    // Another process takes the request over (as after a lock timeout).
+    await pool.query("UPDATE idempotency_keys SET locked_by = $1 WHERE idempotency_key = 'lock-lost-1'", [
+      randomUUID(),
+    ]);
+    resume();
+    await expect(running).rejects.toMatchObject({ code: 'idempotency_key_in_use' });
+    const { rows } = await pool.query('SELECT status FROM test_attempts WHERE id = $1', [attempt_id]);
+    expect(rows).toEqual([{ status: 'started' }]);
+  });
+
   it('the reaper deletes keys older than the retention and keeps newer ones', async () => {
     const engine = new IdempotencyEngine(pool, { lock_timeout_s: 60, log });
     const acquirer: Acquirer = { calls: 0, charged: new Set(), hang_next: false };
