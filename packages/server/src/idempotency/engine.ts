@@ -31,6 +31,13 @@ export interface RequestInfo {
   path: string;
 }
 
+/** A key row's primary key. */
+interface KeyRef {
+  merchant_id: string;
+  livemode: boolean;
+  key: string;
+}
+
 interface KeyIdentity {
   key: string;
   fingerprint: Buffer;
@@ -47,7 +54,7 @@ interface KeyIdentity {
 type Binding =
   | { mode: 'ephemeral' }
   | { mode: 'fresh'; identity: KeyIdentity; token: string }
-  | { mode: 'locked'; key_row_id: string; token: string };
+  | { mode: 'locked'; key: string; token: string };
 
 /** The key row appeared under us: another request with the same key got there first. */
 class KeyConflict extends Error {}
@@ -194,22 +201,21 @@ export class IdempotencyEngine {
    */
   async commitPhase<P>(run: Run<P>, fn: (tx: Tx) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
     const binding = run.binding;
-    let outcome: { result: PhaseOutcome; id: string | null };
+    let result: PhaseOutcome;
     try {
-      outcome = await withTransaction(this.pool, async (tx) => {
-        const { writes = [], ...result } = await fn(tx);
+      result = await withTransaction(this.pool, async (tx) => {
+        const { writes = [], ...outcome } = await fn(tx);
         if (binding.mode === 'ephemeral') {
           await tx.commit(writes);
-          return { result, id: null };
+          return outcome;
         }
         const key_statement =
           binding.mode === 'fresh'
-            ? this.insertKeyRow(run, binding, result)
-            : this.updateKeyRow(binding, result);
+            ? this.insertKeyRow(run, binding, outcome)
+            : this.updateKeyRow(run, binding, outcome);
         const results = await tx.commit([...writes, key_statement]);
-        const key_rows = results.at(-1)?.rows ?? [];
-        assert(key_rows.length === 1, 'the key row statement returns its row');
-        return { result, id: String(key_rows[0].id) };
+        assert(results.at(-1)?.rowCount === 1, 'the key row statement wrote its row');
+        return outcome;
       });
     } catch (err) {
       if (binding.mode === 'fresh' && isUniqueViolation(err) && isKeyConstraint(err)) throw new KeyConflict();
@@ -217,11 +223,10 @@ export class IdempotencyEngine {
         throw new LockLost();
       throw err;
     }
-    if (binding.mode === 'fresh' && !('response' in outcome.result)) {
-      assert(outcome.id !== null, 'a fresh key row has an id');
-      run.binding = { mode: 'locked', key_row_id: outcome.id, token: binding.token };
+    if (binding.mode === 'fresh' && !('response' in result)) {
+      run.binding = { mode: 'locked', key: binding.identity.key, token: binding.token };
     }
-    return outcome.result;
+    return result;
   }
 
   private insertKeyRow<P>(
@@ -239,8 +244,7 @@ export class IdempotencyEngine {
           response_status, response_body, completed_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
                CASE WHEN $15::int IS NULL THEN now() END, CASE WHEN $15::int IS NULL THEN $11::uuid END,
-               $12, $13, $15, $14, CASE WHEN $15::int IS NULL THEN NULL ELSE now() END)
-       RETURNING id`,
+               $12, $13, $15, $14, CASE WHEN $15::int IS NULL THEN NULL ELSE now() END)`,
       values: [
         run.scope.merchant_id,
         run.scope.livemode,
@@ -266,24 +270,30 @@ export class IdempotencyEngine {
    * lock. Losing the lock must undo the phase, and the statement rides with the COMMIT, so
    * the check is in the statement: no row updated raises (MN001) and the COMMIT rolls back.
    */
-  private updateKeyRow(binding: Extract<Binding, { mode: 'locked' }>, outcome: PhaseOutcome): Statement {
+  private updateKeyRow<P>(
+    run: Run<P>,
+    binding: Extract<Binding, { mode: 'locked' }>,
+    outcome: PhaseOutcome,
+  ): Statement {
     const finished = 'response' in outcome;
     return {
       name: 'moneta_idempotency_update',
       text: `WITH updated AS (
          UPDATE idempotency_keys
-            SET recovery_point = $3,
-                phase_state = phase_state || $4::jsonb,
-                response_status = $5, response_body = $6,
-                locked_at = CASE WHEN $5::int IS NULL THEN now() END,
-                locked_by = CASE WHEN $5::int IS NULL THEN locked_by END,
-                completed_at = CASE WHEN $5::int IS NULL THEN NULL ELSE now() END,
+            SET recovery_point = $5,
+                phase_state = phase_state || $6::jsonb,
+                response_status = $7, response_body = $8,
+                locked_at = CASE WHEN $7::int IS NULL THEN now() END,
+                locked_by = CASE WHEN $7::int IS NULL THEN locked_by END,
+                completed_at = CASE WHEN $7::int IS NULL THEN NULL ELSE now() END,
                 last_run_at = now()
-          WHERE id = $1 AND locked_by = $2
-          RETURNING id)
-       SELECT $1::bigint AS id, moneta_assert_one((SELECT count(*) FROM updated), 'idempotency lock lost') AS ok`,
+          WHERE merchant_id = $1 AND livemode = $2 AND idempotency_key = $3 AND locked_by = $4
+          RETURNING 1)
+       SELECT moneta_assert_one((SELECT count(*) FROM updated), 'idempotency lock lost') AS ok`,
       values: [
-        binding.key_row_id,
+        run.scope.merchant_id,
+        run.scope.livemode,
+        binding.key,
         binding.token,
         finished ? FINISHED : outcome.recovery_point,
         JSON.stringify(finished ? {} : (outcome.state ?? {})),
@@ -306,7 +316,7 @@ export class IdempotencyEngine {
     const token = randomUUID();
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query(
-        `SELECT id, request_fingerprint, response_status, response_body, request_id, recovery_point, phase_state,
+        `SELECT request_fingerprint, response_status, response_body, request_id, recovery_point, phase_state,
                 locked_at IS NOT NULL AND locked_at > now() - make_interval(secs => $4) AS lock_live
            FROM idempotency_keys WHERE merchant_id = $1 AND livemode = $2 AND idempotency_key = $3 FOR UPDATE`,
         [scope.merchant_id, scope.livemode, identity.key, this.opts.lock_timeout_s],
@@ -326,14 +336,15 @@ export class IdempotencyEngine {
       }
       if (row.lock_live) throw idempotencyKeyInUse(identity.key);
       await tx.query(
-        'UPDATE idempotency_keys SET locked_at = now(), locked_by = $2, last_run_at = now() WHERE id = $1',
-        [row.id, token],
+        `UPDATE idempotency_keys SET locked_at = now(), locked_by = $4, last_run_at = now()
+          WHERE merchant_id = $1 AND livemode = $2 AND idempotency_key = $3`,
+        [scope.merchant_id, scope.livemode, identity.key, token],
       );
       this.opts.log.info(
         { operation: operation.name, recovery_point: row.recovery_point },
         'resuming idempotent request',
       );
-      const binding: Binding = { mode: 'locked', key_row_id: String(row.id), token };
+      const binding: Binding = { mode: 'locked', key: identity.key, token };
       return { run: new Run(this, operation, params, scope, binding, row.recovery_point, row.phase_state) };
     });
   }
@@ -345,35 +356,39 @@ export class IdempotencyEngine {
    */
   async completeAbandoned(max_requests: number): Promise<number> {
     const { rows } = await this.pool.query(
-      `SELECT id FROM idempotency_keys
+      `SELECT merchant_id, livemode, idempotency_key FROM idempotency_keys
         WHERE response_status IS NULL AND request_params IS NOT NULL
           AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $1))
-        ORDER BY id LIMIT $2`,
+        ORDER BY created_at LIMIT $2`,
       [this.opts.lock_timeout_s, max_requests],
     );
     let completed = 0;
-    for (const { id } of rows) {
+    for (const row of rows) {
+      const ref: KeyRef = { merchant_id: row.merchant_id, livemode: row.livemode, key: row.idempotency_key };
       // One request that cannot be finished must not keep the others waiting.
       try {
-        const run = await this.takeOverAbandoned(String(id));
+        const run = await this.takeOverAbandoned(ref);
         if (!run) continue;
         await this.drive(run);
         completed += 1;
       } catch (err) {
-        this.opts.log.error({ err, key_row_id: String(id) }, 'completer could not finish a request');
+        this.opts.log.error(
+          { err, merchant_id: ref.merchant_id, idempotency_key: ref.key },
+          'completer could not finish a request',
+        );
       }
     }
     return completed;
   }
 
-  private async takeOverAbandoned(id: string): Promise<Run<unknown> | null> {
+  private async takeOverAbandoned(ref: KeyRef): Promise<Run<unknown> | null> {
     const token = randomUUID();
     const { rows } = await this.pool.query(
-      `UPDATE idempotency_keys SET locked_at = now(), locked_by = $2, last_run_at = now()
-        WHERE id = $1 AND response_status IS NULL
-          AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $3))
-        RETURNING operation, request_params, merchant_id, livemode, api_key_id, request_id, recovery_point, phase_state`,
-      [id, token, this.opts.lock_timeout_s],
+      `UPDATE idempotency_keys SET locked_at = now(), locked_by = $4, last_run_at = now()
+        WHERE merchant_id = $1 AND livemode = $2 AND idempotency_key = $3 AND response_status IS NULL
+          AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $5))
+        RETURNING operation, request_params, api_key_id, request_id, recovery_point, phase_state`,
+      [ref.merchant_id, ref.livemode, ref.key, token, this.opts.lock_timeout_s],
     );
     const row = rows[0];
     if (!row) return null; // a client retry took it over first
@@ -387,12 +402,12 @@ export class IdempotencyEngine {
       'completing abandoned request',
     );
     const scope: RequestScope = {
-      merchant_id: row.merchant_id,
-      livemode: row.livemode,
+      merchant_id: ref.merchant_id,
+      livemode: ref.livemode,
       api_key_id: row.api_key_id,
       request_id: row.request_id,
     };
-    const binding: Binding = { mode: 'locked', key_row_id: id, token };
+    const binding: Binding = { mode: 'locked', key: ref.key, token };
     return new Run(this, operation, row.request_params, scope, binding, row.recovery_point, row.phase_state);
   }
 
@@ -402,8 +417,9 @@ export class IdempotencyEngine {
     let deleted = 0;
     for (let batch = 0; batch < max_batches; batch += 1) {
       const result = await this.pool.query(
-        `DELETE FROM idempotency_keys WHERE id IN (
-           SELECT id FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT $2)`,
+        `DELETE FROM idempotency_keys WHERE (merchant_id, livemode, idempotency_key) IN (
+           SELECT merchant_id, livemode, idempotency_key FROM idempotency_keys
+            WHERE created_at < now() - make_interval(hours => $1) LIMIT $2)`,
         [retention_hours, batch_size],
       );
       deleted += result.rowCount ?? 0;
@@ -413,7 +429,7 @@ export class IdempotencyEngine {
   }
 }
 
-const KEY_CONSTRAINT = 'idempotency_keys_merchant_id_livemode_idempotency_key_key';
+const KEY_CONSTRAINT = 'idempotency_keys_pkey';
 /** Raised by moneta_assert_one (migration 0002) when the lock holder changed under us. */
 const LOCK_LOST_SQLSTATE = 'MN001';
 
