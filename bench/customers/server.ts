@@ -61,3 +61,18 @@ if (mode === 'bare') {
 
 // Exit through process.exit so `--cpu-prof` profiles are written when the bench stops us.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(0));
+if (process.env.BENCH_ELU) {
+  const { performance, monitorEventLoopDelay } = await import('node:perf_hooks');
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  let last = performance.eventLoopUtilization();
+  setInterval(() => {
+    const now = performance.eventLoopUtilization();
+    const d = performance.eventLoopUtilization(now, last);
+    last = now;
+    console.error(
+      `ELU ${(d.utilization * 100).toFixed(0)}% delay p50 ${(h.percentile(50) / 1e6).toFixed(1)} ms p99 ${(h.percentile(99) / 1e6).toFixed(1)} ms`,
+    );
+    h.reset();
+  }, 2000).unref();
+}

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../../test/helpers.ts';
-import { createPool, type Pool, withTransaction } from './pool.ts';
+import { combineWrites, createPool, type Pool, withTransaction } from './pool.ts';
 
 let pool: Pool;
 let drop: () => Promise<void>;
@@ -19,19 +19,38 @@ afterAll(async () => {
 const ids = async () => (await pool.query('SELECT id FROM t ORDER BY id')).rows.map((r) => r.id);
 
 describe('pipelined transactions', () => {
-  it('commit sends its statements with the COMMIT and returns their results in order', async () => {
-    const results = await withTransaction(pool, async (tx) => {
+  it('commit after earlier statements sends the writes with the COMMIT', async () => {
+    const last = await withTransaction(pool, async (tx) => {
       await tx.query("INSERT INTO t VALUES (1, 'a')");
       return tx.commit([
-        { text: 'INSERT INTO t VALUES ($1, $2) RETURNING id', values: [2, 'b'] },
-        { text: 'INSERT INTO t VALUES ($1, $2) RETURNING id', values: [3, 'c'], name: 'pool_test_insert' },
+        { text: 'INSERT INTO t VALUES ($1, $2)', values: [2, 'b'], name: 'pool_test_a' },
+        { text: 'INSERT INTO t VALUES ($1, $2) RETURNING id, v', values: [3, 'c'], name: 'pool_test_b' },
       ]);
     });
-    expect(results.map((r) => r.rows[0].id)).toEqual([2, 3]);
+    expect(last?.rows).toEqual([{ id: 3, v: 'c' }]);
     expect(await ids()).toEqual([1, 2, 3]);
   });
 
-  it('a failing statement in commit throws its error and commits nothing of the transaction', async () => {
+  it('commit with nothing before runs the writes as one statement: all or nothing', async () => {
+    const last = await withTransaction(pool, (tx) =>
+      tx.commit([
+        { text: 'INSERT INTO t VALUES ($1, $2)', values: [4, 'd'] },
+        { text: 'INSERT INTO t VALUES ($1, $2) RETURNING id', values: [5, 'e'] },
+      ]),
+    );
+    expect(last?.rows).toEqual([{ id: 5 }]);
+    await expect(
+      withTransaction(pool, (tx) =>
+        tx.commit([
+          { text: 'INSERT INTO t VALUES ($1, $2)', values: [6, 'f'] },
+          { text: 'INSERT INTO t VALUES ($1, $2)', values: [7, null] }, // NOT NULL violation
+        ]),
+      ),
+    ).rejects.toMatchObject({ code: '23502' });
+    expect(await ids()).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('a failing write in commit after earlier statements throws its error and commits nothing', async () => {
     await expect(
       withTransaction(pool, async (tx) => {
         await tx.query("INSERT INTO t VALUES (10, 'a')");
@@ -42,7 +61,28 @@ describe('pipelined transactions', () => {
         ]);
       }),
     ).rejects.toMatchObject({ code: '23502' });
-    expect(await ids()).toEqual([1, 2, 3]);
+    expect(await ids()).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('combines writes with their placeholders renumbered, reusing one prepared shape', () => {
+    const writes = [
+      { name: 'w_a', text: 'INSERT INTO a VALUES ($1, $2)', values: [1, 2] },
+      {
+        name: 'w_b',
+        text: 'WITH x AS (UPDATE b SET v = $2 WHERE id = $1 RETURNING 1) SELECT count(*) FROM x',
+        values: [3, 4],
+      },
+    ];
+    const one = combineWrites(writes);
+    expect(one.text).toBe(
+      'WITH moneta_w0 AS (INSERT INTO a VALUES ($1, $2)), x AS (UPDATE b SET v = $4 WHERE id = $3 RETURNING 1) SELECT count(*) FROM x',
+    );
+    expect(one.values).toEqual([1, 2, 3, 4]);
+    expect(combineWrites(writes).name).toBe(one.name);
+    expect(() => combineWrites([{ text: 'SELECT $1', values: [1] }, writes[0]!])).toThrow(/only INSERT/);
+    expect(() => combineWrites([{ text: 'INSERT INTO a VALUES ($1)', values: [] }, writes[0]!])).toThrow(
+      /placeholder/,
+    );
   });
 
   it('an error thrown by the caller rolls back what it ran, and the connection stays usable', async () => {
@@ -52,10 +92,10 @@ describe('pipelined transactions', () => {
         throw new Error('caller changed its mind');
       }),
     ).rejects.toThrow('caller changed its mind');
-    expect(await ids()).toEqual([1, 2, 3]);
+    expect(await ids()).toEqual([1, 2, 3, 4, 5]);
     // Every pooled connection still works (none was left inside a transaction).
     const counts = await Promise.all([1, 2, 3, 4].map(() => pool.query('SELECT count(*)::int AS n FROM t')));
-    expect(counts.map((r) => r.rows[0].n)).toEqual([3, 3, 3, 3]);
+    expect(counts.map((r) => r.rows[0].n)).toEqual([5, 5, 5, 5]);
   });
 
   it('a statement is never run after the transaction ended', async () => {
@@ -65,6 +105,6 @@ describe('pipelined transactions', () => {
         await tx.query("INSERT INTO t VALUES (31, 'b')");
       }),
     ).rejects.toThrow(/no statement after the transaction ended/);
-    expect(await ids()).toEqual([1, 2, 3, 30]);
+    expect(await ids()).toEqual([1, 2, 3, 4, 5, 30]);
   });
 });

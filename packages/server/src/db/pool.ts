@@ -42,15 +42,18 @@ export function createPool(opts: PoolOptions): Pool {
 }
 
 /**
- * One transaction on one pooled connection. BEGIN is sent lazily with the first statement,
- * and `commit` sends its statements with the COMMIT, all through a corked socket: a
- * transaction whose writes are known up front (`tx.commit([...writes])`) costs one write
- * and one round trip, like a single autocommit INSERT.
+ * One transaction on one pooled connection, built to cost as few round trips as the work
+ * allows. `commit(writes)` sends the transaction's last writes as one statement (see
+ * `combineWrites`):
+ * - when nothing ran before, that statement alone is the transaction (a single statement
+ *   commits atomically on its own): one round trip, exactly like a bare INSERT;
+ * - otherwise BEGIN went out with the first statement and the writes go out with the
+ *   COMMIT, each pair in one socket write (the pool's clients pipeline).
  *
- * Why this is safe: the statements after BEGIN run inside the transaction as long as
- * BEGIN succeeds, and BEGIN on a live connection cannot fail (on a dead one every
- * statement fails). A failing statement aborts the transaction, so PostgreSQL answers
- * the COMMIT behind it with ROLLBACK; `commit` checks for that and throws the first error.
+ * Why the pipelining is safe: statements after BEGIN run inside the transaction as long as
+ * BEGIN succeeds, and BEGIN on a live connection cannot fail (on a dead one every statement
+ * fails). A failing statement aborts the transaction, so PostgreSQL answers the COMMIT
+ * behind it with ROLLBACK; `commit` checks for that and throws the statement's error.
  */
 export class Tx implements Queryable {
   private begin: Promise<unknown> | null = null;
@@ -69,25 +72,30 @@ export class Tx implements Queryable {
     );
   }
 
-  /** Sends `statements` and COMMIT together; resolves with the statements' results once durable. */
-  async commit(statements: readonly Statement[] = []): Promise<QueryResult[]> {
+  /**
+   * Runs `writes` (combined into one statement) and commits. Resolves with the result of the
+   * last write, or null when there was none, once the commit is durable.
+   */
+  async commit(writes: readonly Statement[] = []): Promise<QueryResult | null> {
     assert(this.state === 'open', 'a transaction commits once');
-    if (this.begin === null && statements.length === 0) {
+    const statement = writes.length > 0 ? combineWrites(writes) : null;
+    if (this.begin === null) {
+      this.state = 'failed'; // until confirmed: a failed single statement leaves nothing to roll back
+      const result = statement ? await this.client.query(statement) : null;
       this.state = 'committed';
-      return []; // nothing ran: nothing to commit
+      return result;
     }
     const pending = this.send(() => ({
-      results: statements.map((statement) => this.client.query(statement)),
+      result: statement ? this.client.query(statement) : Promise.resolve(null),
       commit: this.client.query('COMMIT'),
     }));
     this.state = 'failed'; // until the COMMIT is confirmed; then there is nothing to roll back either way
-    const settled = await Promise.allSettled([this.begin, ...pending.results, pending.commit]);
-    const failure = settled.find((r) => r.status === 'rejected');
-    if (failure) throw (failure as PromiseRejectedResult).reason;
-    const commit = (settled.at(-1) as PromiseFulfilledResult<QueryResult>).value;
-    if (commit.command !== 'COMMIT') throw new Error(`transaction ended with ${commit.command}`);
+    const [began, result, commit] = await Promise.allSettled([this.begin, pending.result, pending.commit]);
+    for (const r of [began, result, commit]) if (r.status === 'rejected') throw r.reason;
+    const tag = (commit as PromiseFulfilledResult<QueryResult>).value.command;
+    if (tag !== 'COMMIT') throw new Error(`transaction ended with ${tag}`);
     this.state = 'committed';
-    return settled.slice(1, -1).map((r) => (r as PromiseFulfilledResult<QueryResult>).value);
+    return (result as PromiseFulfilledResult<QueryResult | null>).value;
   }
 
   /** Rolls back if anything was sent. Returns false when the connection is unusable. */
@@ -121,6 +129,57 @@ export class Tx implements Queryable {
       socket.uncork();
     }
   }
+}
+
+/** Combined statement shapes by their parts' names; bounded, and never evicted so names stay stable. */
+const combined_shapes = new Map<string, { name: string; text: string }>();
+const MAX_COMBINED_SHAPES = 256;
+const DATA_MODIFYING = /^\s*(INSERT|UPDATE|DELETE)\b/i;
+const PLACEHOLDER = /\$(\d+)/g;
+
+/**
+ * Combines writes into one statement: all but the last become data-modifying CTEs, the last
+ * is the main statement. One statement means one Sync, one commit and one answer from the
+ * server instead of one per write. The price is the CTE rule: the writes see the database
+ * as it was before any of them ran, so they must not depend on each other's effects (a
+ * write that needs an earlier one's rows belongs in `tx.query`, in order).
+ */
+export function combineWrites(writes: readonly Statement[]): Statement {
+  assert(writes.length > 0, 'there is something to combine');
+  if (writes.length === 1) return writes[0]!;
+  const key = writes.every((w) => w.name) ? writes.map((w) => w.name).join('+') : null;
+  let shape = key === null ? undefined : combined_shapes.get(key);
+  if (!shape) {
+    const text = combinedText(writes);
+    const named = key !== null && combined_shapes.size < MAX_COMBINED_SHAPES;
+    shape = { name: named ? `moneta_combined_${combined_shapes.size}` : '', text };
+    if (named) combined_shapes.set(key, shape);
+  }
+  const values = writes.flatMap((w) => w.values);
+  return shape.name ? { name: shape.name, text: shape.text, values } : { text: shape.text, values };
+}
+
+function combinedText(writes: readonly Statement[]): string {
+  let offset = 0;
+  const ctes: string[] = [];
+  const shifted = writes.map((w) => {
+    const highest = Math.max(0, ...Array.from(w.text.matchAll(PLACEHOLDER), (m) => Number(m[1])));
+    assert(highest === w.values.length, 'every value has its placeholder and no placeholder lacks one');
+    assert(!w.text.includes("'") && !w.text.includes('$$'), 'combined statements carry no literals');
+    const text = w.text.replace(PLACEHOLDER, (_, n: string) => `$${Number(n) + offset}`);
+    offset += w.values.length;
+    return text;
+  });
+  const main = shifted.pop()!;
+  shifted.forEach((text, i) => {
+    assert(DATA_MODIFYING.test(text), 'only INSERT, UPDATE and DELETE combine');
+    ctes.push(`moneta_w${i} AS (${text})`);
+  });
+  // A main statement with its own WITH list continues ours (WITH cannot nest data-modifying CTEs).
+  const main_with = /^\s*WITH\s+/i.exec(main);
+  return main_with
+    ? `WITH ${ctes.join(', ')}, ${main.slice(main_with[0].length)}`
+    : `WITH ${ctes.join(', ')} ${main}`;
 }
 
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected

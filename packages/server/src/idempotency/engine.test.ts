@@ -201,8 +201,8 @@ describe('atomic phases and recovery points', () => {
           ctx.atomicPhase(async () => {
             attempt_id = randomUUID();
             const insert = {
-              text: "INSERT INTO test_attempts (id, amount, status) VALUES ($1, 3, 'started')",
-              values: [attempt_id],
+              text: 'INSERT INTO test_attempts (id, amount, status) VALUES ($1, $2, $3)',
+              values: [attempt_id, 3, 'started'],
             };
             return { recovery_point: 'recorded', writes: [insert] };
           }),

@@ -213,8 +213,8 @@ export class IdempotencyEngine {
           binding.mode === 'fresh'
             ? this.insertKeyRow(run, binding, outcome)
             : this.updateKeyRow(run, binding, outcome);
-        const results = await tx.commit([...writes, key_statement]);
-        assert(results.at(-1)?.rowCount === 1, 'the key row statement wrote its row');
+        const key_result = await tx.commit([...writes, key_statement]);
+        assert(key_result?.rowCount === 1, 'the key row statement wrote its row');
         return outcome;
       });
     } catch (err) {
@@ -289,7 +289,7 @@ export class IdempotencyEngine {
                 last_run_at = now()
           WHERE merchant_id = $1 AND livemode = $2 AND idempotency_key = $3 AND locked_by = $4
           RETURNING 1)
-       SELECT moneta_assert_one((SELECT count(*) FROM updated), 'idempotency lock lost') AS ok`,
+       SELECT moneta_assert_one_row((SELECT count(*) FROM updated)) AS ok`,
       values: [
         run.scope.merchant_id,
         run.scope.livemode,
@@ -430,7 +430,7 @@ export class IdempotencyEngine {
 }
 
 const KEY_CONSTRAINT = 'idempotency_keys_pkey';
-/** Raised by moneta_assert_one (migration 0002) when the lock holder changed under us. */
+/** Raised by moneta_assert_one_row (migration 0002) when the lock holder changed under us. */
 const LOCK_LOST_SQLSTATE = 'MN001';
 
 function isKeyConstraint(err: unknown): boolean {

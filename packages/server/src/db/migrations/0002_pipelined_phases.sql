@@ -1,12 +1,12 @@
--- Idempotent phases send their last statement together with COMMIT (one round trip), so
--- a check that used to happen in the client between the two ("did my UPDATE touch the
--- row?") has to happen inside the statement: this raises, which turns the COMMIT that
--- follows into a ROLLBACK.
-CREATE FUNCTION moneta_assert_one(n bigint, message text) RETURNS boolean
+-- An idempotent phase's last writes and its key row update go out as one statement with
+-- the commit (one round trip), so a check that used to happen in the client between them
+-- ("did my UPDATE still hold the lock?") has to happen inside the statement: raising here
+-- fails the statement, and with it the whole phase.
+CREATE FUNCTION moneta_assert_one_row(n bigint) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
   IF n <> 1 THEN
-    RAISE EXCEPTION USING ERRCODE = 'MN001', MESSAGE = message;
+    RAISE EXCEPTION USING ERRCODE = 'MN001', MESSAGE = format('expected one row, found %s', n);
   END IF;
   RETURN true;
 END;
