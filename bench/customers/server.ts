@@ -53,7 +53,10 @@ if (mode === 'bare') {
       MONETA_RATE_LIMIT_BURST: '10000000',
     },
   );
-  const log = createLogger('info', pino.destination({ dest: '/dev/null', sync: false }));
+  const log = createLogger(
+    (process.env.BENCH_LOG_LEVEL ?? 'info') as 'info',
+    pino.destination({ dest: '/dev/null', sync: false }),
+  );
   const moneta = await startMoneta(config, { log });
   const merchant = await createMerchant(moneta.db.pool, { name: 'Bench' });
   console.log(`READY ${moneta.url}/v1/customers ${merchant.test.secret_key}`);

@@ -253,7 +253,9 @@ export class IdempotencyEngine {
         identity.request.method,
         identity.request.path,
         identity.fingerprint,
-        run.operation.persist_params ? JSON.stringify(run.params) : null,
+        // Params are kept only for the completer, which resumes unfinished requests: a request
+        // finished in its first phase never needs them.
+        run.operation.persist_params && !finished ? JSON.stringify(run.params) : null,
         run.scope.request_id,
         run.scope.api_key_id,
         token,

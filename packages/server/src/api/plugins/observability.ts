@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import type client from 'prom-client';
 import { serviceUnavailable } from '../../lib/errors.ts';
 import type { ApiDeps } from '../types.ts';
 
@@ -9,11 +10,22 @@ import type { ApiDeps } from '../types.ts';
  */
 export const observability = fp<Pick<ApiDeps, 'metrics' | 'is_closing'>>(
   async (app: FastifyInstance, deps) => {
-    const starts = new WeakMap<object, bigint>();
+    // Labelled children cached by their label values: prom-client hashes the label object on
+    // every call otherwise. Bounded: routes are patterns, methods and status codes are few.
+    const MAX_SERIES = 2_000;
+    const counters = new Map<string, client.Counter.Internal>();
+    const timers = new Map<string, client.Histogram.Internal<string>>();
+    const series = <T>(cache: Map<string, T>, key: string, make: () => T): T => {
+      let child = cache.get(key);
+      if (child === undefined) {
+        child = make();
+        if (cache.size < MAX_SERIES) cache.set(key, child);
+      }
+      return child;
+    };
 
     app.addHook('onRequest', async (req, reply) => {
       reply.header('Request-Id', req.id);
-      starts.set(req, process.hrtime.bigint());
       deps.metrics.http_in_flight.inc();
       if (deps.is_closing() && !req.url.startsWith('/healthz') && !req.url.startsWith('/readyz')) {
         reply.header('Connection', 'close');
@@ -25,13 +37,14 @@ export const observability = fp<Pick<ApiDeps, 'metrics' | 'is_closing'>>(
 
     app.addHook('onResponse', async (req, reply) => {
       deps.metrics.http_in_flight.dec();
-      const started = starts.get(req);
       const route = req.routeOptions.url ?? 'unmatched';
-      deps.metrics.http_requests.inc({ method: req.method, route, status_code: String(reply.statusCode) });
-      if (started !== undefined) {
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        deps.metrics.http_duration.observe({ method: req.method, route }, seconds);
-      }
+      const status_code = String(reply.statusCode);
+      series(counters, `${req.method} ${route} ${status_code}`, () =>
+        deps.metrics.http_requests.labels(req.method, route, status_code),
+      ).inc();
+      series(timers, `${req.method} ${route}`, () =>
+        deps.metrics.http_duration.labels(req.method, route),
+      ).observe(reply.elapsedTime / 1000);
     });
   },
 );

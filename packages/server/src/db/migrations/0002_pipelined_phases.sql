@@ -24,3 +24,6 @@ ALTER TABLE idempotency_keys DROP COLUMN id;
 ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_merchant_id_livemode_idempotency_key_key;
 ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_pkey
   PRIMARY KEY (merchant_id, livemode, idempotency_key);
+
+COMMENT ON COLUMN idempotency_keys.request_params IS
+  'Parameters for the completer to resume an unfinished request; NULL once a request finished in its first phase, or when they must not be stored (card data).';
