@@ -1,0 +1,265 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from '../../test/helpers.ts';
+import { migrate } from '../db/migrate.ts';
+import { createPool, type Pool } from '../db/pool.ts';
+import {
+  AccountFlags,
+  type AccountInput,
+  Ledger,
+  ledgerId,
+  TransferFlags,
+  type TransferInput,
+  ZERO_ID,
+} from './index.ts';
+import { verifyLedger } from './verify.ts';
+
+let pool: Pool;
+let drop: () => Promise<void>;
+let ledger: Ledger;
+
+beforeAll(async () => {
+  const db = await createTestDatabase();
+  drop = db.drop;
+  pool = createPool({ connection_string: db.url, max_connections: 8, application_name: 'ledger-test' });
+  await migrate(pool);
+  ledger = new Ledger(pool);
+});
+afterAll(async () => {
+  await pool?.end();
+  await drop?.();
+});
+
+const USD = 840;
+
+function account(flags = 0, over: Partial<AccountInput> = {}): AccountInput {
+  return {
+    id: ledgerId(),
+    ledger: USD,
+    code: 1,
+    flags,
+    user_data_128: null,
+    user_data_64: null,
+    user_data_32: null,
+    ...over,
+  };
+}
+
+function transfer(
+  debit: string,
+  credit: string,
+  amount: bigint | null,
+  over: Partial<TransferInput> = {},
+): TransferInput {
+  return {
+    id: ledgerId(),
+    debit_account_id: debit,
+    credit_account_id: credit,
+    amount,
+    pending_id: null,
+    ledger: USD,
+    code: 1,
+    flags: 0,
+    timeout_s: 0,
+    user_data_128: null,
+    user_data_64: null,
+    user_data_32: null,
+    ...over,
+  };
+}
+
+async function balances(...ids: string[]) {
+  const accounts = await ledger.lookupAccounts(ids);
+  return accounts.map((a) => ({
+    dp: a.debits_pending,
+    dpo: a.debits_posted,
+    cp: a.credits_pending,
+    cpo: a.credits_posted,
+  }));
+}
+
+describe('ledger', () => {
+  it('creates accounts idempotently and refuses a different account under the same id', async () => {
+    const a = account();
+    expect(await ledger.createAccounts([a])).toEqual(['ok']);
+    expect(await ledger.createAccounts([a])).toEqual(['exists']);
+    expect(await ledger.createAccounts([{ ...a, code: 2 }])).toEqual(['exists_with_different_code']);
+    expect(await ledger.createAccounts([account(0, { ledger: 0 })])).toEqual(['ledger_must_not_be_zero']);
+  });
+
+  it('posts a transfer on both sides, and a retry answers exists without moving money twice', async () => {
+    const [a, b] = [account(), account()];
+    await ledger.createAccounts([a, b]);
+    const t = transfer(a.id, b.id, 1_000n);
+    expect(await ledger.createTransfers([t])).toEqual(['ok']);
+    expect(await ledger.createTransfers([t])).toEqual(['exists']);
+    expect(await ledger.createTransfers([{ ...t, amount: 999n }])).toEqual(['exists_with_different_amount']);
+    expect(await balances(a.id, b.id)).toEqual([
+      { dp: 0n, dpo: 1_000n, cp: 0n, cpo: 0n },
+      { dp: 0n, dpo: 0n, cp: 0n, cpo: 1_000n },
+    ]);
+  });
+
+  it('enforces limit flags and reports the result TigerBeetle names', async () => {
+    const [funded, sink] = [account(AccountFlags.debits_must_not_exceed_credits), account()];
+    await ledger.createAccounts([funded, sink]);
+    expect(await ledger.createTransfers([transfer(funded.id, sink.id, 1n)])).toEqual(['exceeds_credits']);
+    expect(await ledger.createTransfers([transfer(sink.id, funded.id, 50n)])).toEqual(['ok']);
+    expect(await ledger.createTransfers([transfer(funded.id, sink.id, 51n)])).toEqual(['exceeds_credits']);
+    expect(
+      await ledger.createTransfers([
+        transfer(funded.id, sink.id, 100n, { flags: TransferFlags.balancing_debit }),
+      ]),
+    ).toEqual(['ok']);
+    expect(await balances(funded.id)).toEqual([{ dp: 0n, dpo: 50n, cp: 0n, cpo: 50n }]);
+    expect(await ledger.createTransfers([transfer(funded.id, funded.id, 1n)])).toEqual([
+      'accounts_must_be_different',
+    ]);
+    expect(await ledger.createTransfers([transfer(funded.id, ledgerId(), 1n)])).toEqual([
+      'credit_account_not_found',
+    ]);
+  });
+
+  it('a linked chain commits or fails as one', async () => {
+    const [a, b, c] = [account(), account(), account(AccountFlags.credits_must_not_exceed_debits)];
+    await ledger.createAccounts([a, b, c]);
+    const results = await ledger.createTransfers([
+      transfer(a.id, b.id, 10n, { flags: TransferFlags.linked }),
+      transfer(b.id, c.id, 10n), // c may not be credited beyond its debits: fails the chain
+      transfer(a.id, b.id, 5n),
+    ]);
+    expect(results).toEqual(['linked_event_failed', 'exceeds_debits', 'ok']);
+    expect(await balances(a.id, b.id)).toEqual([
+      { dp: 0n, dpo: 5n, cp: 0n, cpo: 0n },
+      { dp: 0n, dpo: 0n, cp: 0n, cpo: 5n },
+    ]);
+    const open = await ledger.createTransfers([transfer(a.id, b.id, 1n, { flags: TransferFlags.linked })]);
+    expect(open).toEqual(['linked_event_chain_open']);
+  });
+
+  it('a pending transfer resolves once: partial post, then neither post nor void again', async () => {
+    const [a, b] = [account(), account()];
+    await ledger.createAccounts([a, b]);
+    const p = transfer(a.id, b.id, 100n, { flags: TransferFlags.pending });
+    expect(await ledger.createTransfers([p])).toEqual(['ok']);
+    expect(await balances(a.id)).toEqual([{ dp: 100n, dpo: 0n, cp: 0n, cpo: 0n }]);
+    const post = (amount: bigint | null) =>
+      transfer(ZERO_ID, ZERO_ID, amount, {
+        pending_id: p.id,
+        flags: TransferFlags.post_pending_transfer,
+        ledger: 0,
+        code: 0,
+      });
+    expect(await ledger.createTransfers([post(101n)])).toEqual(['exceeds_pending_transfer_amount']);
+    const partial = post(60n);
+    expect(await ledger.createTransfers([partial])).toEqual(['ok']);
+    expect(await ledger.createTransfers([partial])).toEqual(['exists']);
+    expect(await balances(a.id, b.id)).toEqual([
+      { dp: 0n, dpo: 60n, cp: 0n, cpo: 0n },
+      { dp: 0n, dpo: 0n, cp: 0n, cpo: 60n },
+    ]);
+    expect(await ledger.createTransfers([post(null)])).toEqual(['pending_transfer_already_posted']);
+    const void_ = transfer(ZERO_ID, ZERO_ID, null, {
+      pending_id: p.id,
+      flags: TransferFlags.void_pending_transfer,
+      ledger: 0,
+      code: 0,
+    });
+    expect(await ledger.createTransfers([void_])).toEqual(['pending_transfer_already_posted']);
+    const missing = transfer(ZERO_ID, ZERO_ID, null, {
+      pending_id: ledgerId(),
+      flags: TransferFlags.void_pending_transfer,
+      ledger: 0,
+      code: 0,
+    });
+    expect(await ledger.createTransfers([missing])).toEqual(['pending_transfer_not_found']);
+  });
+
+  it('many concurrent callers on a hot account: every transfer lands once and the invariants hold', async () => {
+    const hot = account();
+    const others = Array.from({ length: 50 }, () => account());
+    await ledger.createAccounts([hot, ...others]);
+    const calls = Array.from({ length: 400 }, (_, i) =>
+      ledger.createTransfers([transfer(hot.id, others[i % others.length]!.id, BigInt(i + 1))]),
+    );
+    const results = (await Promise.all(calls)).flat();
+    expect(results.every((r) => r === 'ok')).toBe(true);
+    const [h] = await balances(hot.id);
+    expect(h!.dpo).toBe((400n * 401n) / 2n);
+    expect(await verifyLedger(pool)).toEqual([]);
+  });
+
+  it('verify reports a balance that does not match its transfers, and a ledger out of balance', async () => {
+    const [a, b] = [account(), account()];
+    await ledger.createAccounts([a, b]);
+    await ledger.createTransfers([transfer(a.id, b.id, 7n)]);
+    expect(await verifyLedger(pool)).toEqual([]);
+    await pool.query('UPDATE ledger_accounts SET debits_posted = debits_posted + 1 WHERE id = $1', [a.id]);
+    try {
+      const checks = (await verifyLedger(pool)).map((v) => v.check).sort();
+      expect(checks).toEqual(['account_balances_match_transfers', 'ledger_debits_equal_credits']);
+    } finally {
+      await pool.query('UPDATE ledger_accounts SET debits_posted = debits_posted - 1 WHERE id = $1', [a.id]);
+    }
+  });
+
+  it('property: random concurrent batches (chains, pending, posts, voids, violations) keep every invariant', async () => {
+    const accounts = [
+      account(),
+      account(),
+      account(AccountFlags.debits_must_not_exceed_credits),
+      account(AccountFlags.credits_must_not_exceed_debits),
+      account(AccountFlags.history),
+    ];
+    await ledger.createAccounts(accounts);
+    const pendings: string[] = [];
+    const op = fc.record({
+      dr: fc.nat(accounts.length - 1),
+      cr: fc.nat(accounts.length - 1),
+      amount: fc.bigInt(1n, 500n),
+      kind: fc.constantFrom('plain', 'pending', 'post', 'void', 'balancing'),
+      linked: fc.boolean(),
+      pick: fc.nat(1_000),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.array(op, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 8 }),
+        async (calls) => {
+          await Promise.all(
+            calls.map((ops) =>
+              ledger.createTransfers(
+                ops.map((o, i) => {
+                  const flags = o.linked && i < ops.length - 1 ? TransferFlags.linked : 0;
+                  const dr = accounts[o.dr]!.id;
+                  const cr = accounts[o.cr]!.id;
+                  if ((o.kind === 'post' || o.kind === 'void') && pendings.length > 0) {
+                    const pending_id = pendings[o.pick % pendings.length]!;
+                    const f =
+                      o.kind === 'post'
+                        ? TransferFlags.post_pending_transfer
+                        : TransferFlags.void_pending_transfer;
+                    return transfer(ZERO_ID, ZERO_ID, o.kind === 'post' ? o.amount : null, {
+                      pending_id,
+                      flags: flags | f,
+                      ledger: 0,
+                      code: 0,
+                    });
+                  }
+                  if (o.kind === 'pending') {
+                    const t = transfer(dr, cr, o.amount, { flags: flags | TransferFlags.pending });
+                    pendings.push(t.id);
+                    return t;
+                  }
+                  const balancing = o.kind === 'balancing' ? TransferFlags.balancing_debit : 0;
+                  return transfer(dr, cr, o.amount, { flags: flags | balancing });
+                }),
+              ),
+            ),
+          );
+          expect(await verifyLedger(pool)).toEqual([]);
+        },
+      ),
+      { numRuns: Number(process.env.FUZZ_RUNS ?? 30) },
+    );
+  });
+});

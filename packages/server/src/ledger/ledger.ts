@@ -1,0 +1,220 @@
+import { isUniqueViolation, type Pool, withTransaction } from '../db/pool.ts';
+import { assert } from '../lib/errors.ts';
+import {
+  applyAccounts,
+  applyTransfers,
+  type TransferBatchOutcome,
+  type TransferBatchState,
+} from './engine.ts';
+import {
+  insertAccounts,
+  loadAccountsForCreate,
+  loadTransferBatch,
+  lookupAccounts,
+  lookupTransfers,
+  transferBatchWrites,
+} from './store.ts';
+import {
+  type Account,
+  type AccountInput,
+  AMOUNT_MAX,
+  type CreateAccountResult,
+  type CreateTransferResult,
+  MAX_BATCH,
+  type Transfer,
+  type TransferInput,
+} from './types.ts';
+
+export interface LedgerOptions {
+  /** Most transfers in one database transaction. */
+  max_batch: number;
+  /** Batches committing at once; more overlap commit latency, at the price of lock waits on shared accounts. */
+  max_in_flight: number;
+  /** Transfers waiting for a batch; beyond this, createTransfers refuses (back-pressure). */
+  max_queued: number;
+}
+
+export const DEFAULT_LEDGER_OPTIONS: LedgerOptions = {
+  max_batch: MAX_BATCH,
+  max_in_flight: 2,
+  max_queued: 100_000,
+};
+
+/** A duplicate id raced us from another batch; the retry sees it stored and answers `exists`. */
+const MAX_BATCH_ATTEMPTS = 3;
+
+interface Waiting {
+  inputs: readonly TransferInput[];
+  resolve: (results: CreateTransferResult[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Strictly increasing nanosecond timestamps, so every event of this process has its own. */
+function nanoClock(): () => bigint {
+  let last = 0n;
+  return () => {
+    const now = BigInt(Date.now()) * 1_000_000n;
+    last = now > last ? now : last + 1n;
+    return last;
+  };
+}
+
+/**
+ * The ledger as a library. `createTransfers` calls from any number of callers are queued
+ * and grouped into batches: while one batch commits, the next gathers whatever arrives, so
+ * the batch size follows the load with no timer (the wait is bounded by one batch's
+ * commit). Each caller's transfers stay together and in order, so linked chains are never
+ * split, and each caller gets its results only once its batch is durable.
+ */
+export class Ledger {
+  private readonly queue: Waiting[] = [];
+  private queued = 0;
+  private in_flight = 0;
+  private readonly clock = nanoClock();
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly opts: LedgerOptions = DEFAULT_LEDGER_OPTIONS,
+  ) {
+    assert(opts.max_batch >= 1 && opts.max_batch <= MAX_BATCH, 'batch size within 1..MAX_BATCH');
+    assert(opts.max_in_flight >= 1, 'at least one batch in flight');
+  }
+
+  async createAccounts(inputs: readonly AccountInput[]): Promise<CreateAccountResult[]> {
+    assert(inputs.length <= MAX_BATCH, 'at most MAX_BATCH accounts per call');
+    if (inputs.length === 0) return [];
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await withTransaction(this.pool, async (tx) => {
+          const existing = await loadAccountsForCreate(
+            tx,
+            inputs.map((a) => a.id),
+          );
+          const outcome = applyAccounts(inputs, existing, this.clock);
+          const insert = insertAccounts(outcome);
+          await tx.commit(insert ? [insert] : []);
+          return outcome.results;
+        });
+      } catch (err) {
+        if (attempt < MAX_BATCH_ATTEMPTS && isUniqueViolation(err)) continue;
+        throw err;
+      }
+    }
+  }
+
+  /** Results in the order of `inputs`, once the batch holding them has committed. */
+  createTransfers(inputs: readonly TransferInput[]): Promise<CreateTransferResult[]> {
+    assert(inputs.length <= this.opts.max_batch, 'at most max_batch transfers per call');
+    if (inputs.length === 0) return Promise.resolve([]);
+    if (this.queued + inputs.length > this.opts.max_queued) {
+      return Promise.reject(new LedgerOverloaded(this.queued));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ inputs, resolve, reject });
+      this.queued += inputs.length;
+      this.pump();
+    });
+  }
+
+  lookupAccounts(ids: readonly string[]): Promise<Account[]> {
+    return lookupAccounts(this.pool, ids);
+  }
+
+  lookupTransfers(ids: readonly string[]): Promise<Transfer[]> {
+    return lookupTransfers(this.pool, ids);
+  }
+
+  private pump(): void {
+    while (this.in_flight < this.opts.max_in_flight && this.queue.length > 0) {
+      const batch: Waiting[] = [];
+      let size = 0;
+      while (this.queue.length > 0 && size + this.queue[0]!.inputs.length <= this.opts.max_batch) {
+        const next = this.queue.shift()!;
+        batch.push(next);
+        size += next.inputs.length;
+      }
+      assert(batch.length > 0, 'every call fits a batch on its own');
+      this.queued -= size;
+      this.in_flight += 1;
+      void this.runBatch(batch).finally(() => {
+        this.in_flight -= 1;
+        this.pump();
+      });
+    }
+  }
+
+  private async runBatch(batch: Waiting[]): Promise<void> {
+    const inputs = batch.flatMap((w) => w.inputs);
+    try {
+      const results = await this.commitBatch(inputs);
+      let offset = 0;
+      for (const w of batch) {
+        w.resolve(results.slice(offset, offset + w.inputs.length));
+        offset += w.inputs.length;
+      }
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+    }
+  }
+
+  private async commitBatch(inputs: readonly TransferInput[]): Promise<CreateTransferResult[]> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await withTransaction(this.pool, async (tx) => {
+          const state = await loadTransferBatch(tx, inputs);
+          const before = snapshot(state);
+          const outcome = applyTransfers(inputs, state, this.clock);
+          assertBatchInvariants(before, state, outcome);
+          await tx.commit(transferBatchWrites(outcome, state, this.clock()));
+          return outcome.results;
+        });
+      } catch (err) {
+        if (attempt < MAX_BATCH_ATTEMPTS && isUniqueViolation(err)) continue;
+        throw err;
+      }
+    }
+  }
+}
+
+export class LedgerOverloaded extends Error {
+  constructor(queued: number) {
+    super(`ledger queue is full (${queued} transfers waiting); retry shortly`);
+  }
+}
+
+type Snapshot = Map<string, { ledger: number; debits: bigint; credits: bigint }>;
+
+function snapshot(state: TransferBatchState): Snapshot {
+  const out: Snapshot = new Map();
+  for (const a of state.accounts.values()) {
+    out.set(a.id, {
+      ledger: a.ledger,
+      debits: a.debits_pending + a.debits_posted,
+      credits: a.credits_pending + a.credits_posted,
+    });
+  }
+  return out;
+}
+
+/**
+ * Double entry, checked on every batch before it is written: per ledger, what the batch
+ * added to debits equals what it added to credits, and no balance left its range.
+ */
+function assertBatchInvariants(
+  before: Snapshot,
+  state: TransferBatchState,
+  outcome: TransferBatchOutcome,
+): void {
+  const net = new Map<number, bigint>();
+  for (const id of outcome.touched) {
+    const a = state.accounts.get(id)!;
+    const b = before.get(id)!;
+    for (const v of [a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted]) {
+      assert(v >= 0n && v <= AMOUNT_MAX, 'balances stay within 0..AMOUNT_MAX');
+    }
+    const d =
+      a.debits_pending + a.debits_posted - b.debits - (a.credits_pending + a.credits_posted - b.credits);
+    net.set(a.ledger, (net.get(a.ledger) ?? 0n) + d);
+  }
+  for (const [ledger, d] of net) assert(d === 0n, `batch is balanced on ledger ${ledger}`);
+}

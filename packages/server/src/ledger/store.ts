@@ -1,0 +1,265 @@
+import type { Queryable, Statement, Tx } from '../db/pool.ts';
+import type { AccountBatchOutcome, TransferBatchOutcome, TransferBatchState } from './engine.ts';
+import {
+  type Account,
+  type PendingRecord,
+  type PendingState,
+  type Transfer,
+  TransferFlags,
+  type TransferInput,
+  ZERO_ID,
+} from './types.ts';
+
+/**
+ * PostgreSQL side of the ledger: load and lock what a batch touches, then write the batch's
+ * effects with one set-based statement per table (combined into one statement, sent with
+ * the COMMIT). Row locks on the accounts, taken in id order, serialize batches of different
+ * processes that share an account; a hot account costs one lock per batch, not per transfer.
+ */
+
+const ACCOUNT_COLUMNS = `id, ledger, code, flags, user_data_128, user_data_64, user_data_32,
+  debits_pending, debits_posted, credits_pending, credits_posted, timestamp`;
+const TRANSFER_COLUMNS = `id, debit_account_id, credit_account_id, amount, pending_id, ledger, code, flags,
+  timeout_s, user_data_128, user_data_64, user_data_32, timestamp`;
+
+type Row = Record<string, unknown>;
+const big = (v: unknown): bigint => BigInt(v as string);
+const bigOrNull = (v: unknown): bigint | null => (v === null ? null : BigInt(v as string));
+
+export function accountFromRow(r: Row): Account {
+  return {
+    id: r.id as string,
+    ledger: r.ledger as number,
+    code: r.code as number,
+    flags: r.flags as number,
+    user_data_128: (r.user_data_128 as string | null) ?? null,
+    user_data_64: bigOrNull(r.user_data_64),
+    user_data_32: (r.user_data_32 as number | null) ?? null,
+    debits_pending: big(r.debits_pending),
+    debits_posted: big(r.debits_posted),
+    credits_pending: big(r.credits_pending),
+    credits_posted: big(r.credits_posted),
+    timestamp: big(r.timestamp),
+  };
+}
+
+export function transferFromRow(r: Row): Transfer {
+  return {
+    id: r.id as string,
+    debit_account_id: r.debit_account_id as string,
+    credit_account_id: r.credit_account_id as string,
+    amount: big(r.amount),
+    pending_id: (r.pending_id as string | null) ?? null,
+    ledger: r.ledger as number,
+    code: r.code as number,
+    flags: r.flags as number,
+    timeout_s: Number(r.timeout_s),
+    user_data_128: (r.user_data_128 as string | null) ?? null,
+    user_data_64: bigOrNull(r.user_data_64),
+    user_data_32: (r.user_data_32 as number | null) ?? null,
+    timestamp: big(r.timestamp),
+  };
+}
+
+const isPostOrVoid = (t: TransferInput) =>
+  (t.flags & (TransferFlags.post_pending_transfer | TransferFlags.void_pending_transfer)) !== 0;
+
+/**
+ * Reads what the batch's rules need and locks it: stored transfers under the batch's ids and
+ * pending ids (immutable, so read without locks), then the accounts in id order and the
+ * referenced pending rows, both FOR UPDATE. Accounts first, always, so two batches never
+ * wait on each other in opposite orders.
+ */
+export async function loadTransferBatch(
+  tx: Tx,
+  inputs: readonly TransferInput[],
+): Promise<TransferBatchState> {
+  const pending_ids = new Set<string>();
+  const account_ids = new Set<string>();
+  for (const t of inputs) {
+    if (isPostOrVoid(t) && t.pending_id) pending_ids.add(t.pending_id);
+    for (const id of [t.debit_account_id, t.credit_account_id]) if (id !== ZERO_ID) account_ids.add(id);
+  }
+  const transfer_ids = [...new Set([...inputs.map((t) => t.id), ...pending_ids])];
+  const stored = await tx.query({
+    name: 'moneta_ledger_load_transfers',
+    text: `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::uuid[])`,
+    values: [transfer_ids],
+  });
+  const transfers = new Map<string, Transfer>();
+  for (const row of stored.rows) transfers.set(row.id as string, transferFromRow(row));
+  const referenced: Transfer[] = [];
+  for (const id of pending_ids) {
+    const t = transfers.get(id);
+    if (t && (t.flags & TransferFlags.pending) !== 0) referenced.push(t);
+  }
+  for (const t of referenced) {
+    account_ids.add(t.debit_account_id);
+    account_ids.add(t.credit_account_id);
+  }
+  const [accounts_result, pending_result] = await Promise.all([
+    tx.query({
+      name: 'moneta_ledger_lock_accounts',
+      text: `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
+      values: [[...account_ids]],
+    }),
+    referenced.length === 0
+      ? Promise.resolve({ rows: [] as Row[] })
+      : tx.query({
+          name: 'moneta_ledger_lock_pending',
+          text: 'SELECT id, state, expires_at FROM ledger_pending_transfers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE',
+          values: [referenced.map((t) => t.id)],
+        }),
+  ]);
+  const accounts = new Map<string, Account>();
+  for (const row of accounts_result.rows) accounts.set(row.id as string, accountFromRow(row));
+  const pending = new Map<string, PendingRecord>();
+  for (const row of pending_result.rows) {
+    const transfer = transfers.get(row.id as string)!;
+    pending.set(transfer.id, {
+      transfer,
+      state: row.state as PendingState,
+      expires_at: bigOrNull(row.expires_at),
+    });
+  }
+  return { accounts, transfers, pending };
+}
+
+/** The batch's effects as statements, one per table that changes; the caller commits them as one. */
+export function transferBatchWrites(
+  outcome: TransferBatchOutcome,
+  state: TransferBatchState,
+  resolved_at: bigint,
+): Statement[] {
+  const writes: Statement[] = [];
+  if (outcome.created.length > 0) writes.push(insertTransfers(outcome.created));
+  if (outcome.touched.size > 0) {
+    const accounts = [...outcome.touched].map((id) => state.accounts.get(id)!);
+    writes.push({
+      name: 'moneta_ledger_update_balances',
+      text: `UPDATE ledger_accounts a
+                SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo
+               FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, dp, dpo, cp, cpo)
+              WHERE a.id = v.id`,
+      values: [
+        accounts.map((a) => a.id),
+        accounts.map((a) => a.debits_pending.toString()),
+        accounts.map((a) => a.debits_posted.toString()),
+        accounts.map((a) => a.credits_pending.toString()),
+        accounts.map((a) => a.credits_posted.toString()),
+      ],
+    });
+  }
+  if (outcome.pending_changes.size > 0) {
+    const records = [...outcome.pending_changes.values()];
+    writes.push({
+      name: 'moneta_ledger_upsert_pending',
+      text: `INSERT INTO ledger_pending_transfers (id, state, expires_at, resolved_at)
+             SELECT id, state, expires_at, CASE WHEN state = $5 THEN NULL ELSE $4::bigint END
+               FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS v(id, state, expires_at)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at`,
+      values: [
+        records.map((r) => r.transfer.id),
+        records.map((r) => r.state),
+        records.map((r) => r.expires_at?.toString() ?? null),
+        resolved_at.toString(),
+        'pending',
+      ],
+    });
+  }
+  if (outcome.history.length > 0) {
+    const h = outcome.history;
+    writes.push({
+      name: 'moneta_ledger_insert_history',
+      text: `INSERT INTO ledger_account_balances
+               (account_id, timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted)
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])`,
+      values: [
+        h.map((e) => e.account_id),
+        h.map((e) => e.timestamp.toString()),
+        h.map((e) => e.transfer_id),
+        h.map((e) => e.debits_pending.toString()),
+        h.map((e) => e.debits_posted.toString()),
+        h.map((e) => e.credits_pending.toString()),
+        h.map((e) => e.credits_posted.toString()),
+      ],
+    });
+  }
+  return writes;
+}
+
+function insertTransfers(transfers: readonly Transfer[]): Statement {
+  return {
+    name: 'moneta_ledger_insert_transfers',
+    text: `INSERT INTO ledger_transfers (${TRANSFER_COLUMNS})
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], $6::int[], $7::int[],
+                                $8::int[], $9::bigint[], $10::uuid[], $11::bigint[], $12::int[], $13::bigint[])`,
+    values: [
+      transfers.map((t) => t.id),
+      transfers.map((t) => t.debit_account_id),
+      transfers.map((t) => t.credit_account_id),
+      transfers.map((t) => t.amount.toString()),
+      transfers.map((t) => t.pending_id),
+      transfers.map((t) => t.ledger),
+      transfers.map((t) => t.code),
+      transfers.map((t) => t.flags),
+      transfers.map((t) => t.timeout_s),
+      transfers.map((t) => t.user_data_128),
+      transfers.map((t) => t.user_data_64?.toString() ?? null),
+      transfers.map((t) => t.user_data_32),
+      transfers.map((t) => t.timestamp.toString()),
+    ],
+  };
+}
+
+export async function loadAccountsForCreate(tx: Tx, ids: readonly string[]): Promise<Map<string, Account>> {
+  const { rows } = await tx.query({
+    name: 'moneta_ledger_load_accounts',
+    text: `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::uuid[])`,
+    values: [[...new Set(ids)]],
+  });
+  return new Map(rows.map((r) => [r.id as string, accountFromRow(r)]));
+}
+
+export function insertAccounts(outcome: AccountBatchOutcome): Statement | null {
+  const a = outcome.created;
+  if (a.length === 0) return null;
+  return {
+    name: 'moneta_ledger_insert_accounts',
+    text: `INSERT INTO ledger_accounts (${ACCOUNT_COLUMNS})
+           SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::uuid[], $6::bigint[], $7::int[],
+                                $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])`,
+    values: [
+      a.map((x) => x.id),
+      a.map((x) => x.ledger),
+      a.map((x) => x.code),
+      a.map((x) => x.flags),
+      a.map((x) => x.user_data_128),
+      a.map((x) => x.user_data_64?.toString() ?? null),
+      a.map((x) => x.user_data_32),
+      a.map(() => '0'),
+      a.map(() => '0'),
+      a.map(() => '0'),
+      a.map(() => '0'),
+      a.map((x) => x.timestamp.toString()),
+    ],
+  };
+}
+
+export async function lookupAccounts(db: Queryable, ids: readonly string[]): Promise<Account[]> {
+  const { rows } = await db.query(
+    `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::uuid[])`,
+    [[...ids]],
+  );
+  const byId = new Map(rows.map((r) => [r.id as string, accountFromRow(r)]));
+  return ids.flatMap((id) => byId.get(id) ?? []);
+}
+
+export async function lookupTransfers(db: Queryable, ids: readonly string[]): Promise<Transfer[]> {
+  const { rows } = await db.query(
+    `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::uuid[])`,
+    [[...ids]],
+  );
+  const byId = new Map(rows.map((r) => [r.id as string, transferFromRow(r)]));
+  return ids.flatMap((id) => byId.get(id) ?? []);
+}
