@@ -247,4 +247,28 @@ describe('moneta commands', () => {
       await db.drop();
     }
   });
+
+  it('`moneta ledger verify` exits 0 on a sound ledger and 1, naming the check, on a broken one', async () => {
+    const db = await createTestDatabase();
+    try {
+      const ok = await moneta(['ledger', 'verify', '--json'], { DATABASE_URL: db.url });
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(JSON.parse(ok.stdout)).toEqual({ ok: true, violations: [] });
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      // An account whose balance no transfer explains.
+      await client.query(
+        `INSERT INTO ledger_accounts (id, ledger, code, flags, debits_posted, timestamp)
+         VALUES ('0190a000-0000-7000-8000-000000000001', 840, 1, 0, 5, 1)`,
+      );
+      await client.end();
+      const broken = await moneta(['ledger', 'verify'], { DATABASE_URL: db.url });
+      expect(broken.code).toBe(1);
+      expect(broken.stdout).toContain('account_balances_match_transfers');
+      expect(broken.stdout).toContain('ledger_debits_equal_credits');
+      expect(broken.stderr).toContain('account_balances_match_transfers');
+    } finally {
+      await db.drop();
+    }
+  });
 });

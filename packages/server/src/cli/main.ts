@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type Config, ConfigError, describeSettings, loadConfig } from '../config/index.ts';
 import { latestVersion, migrate } from '../db/migrate.ts';
+import { verifyLedger } from '../ledger/index.ts';
 import { createMerchant, rollKey } from '../merchants/index.ts';
 import { createLogger } from '../ops/logger.ts';
 import { type Database, openDatabase, startMoneta } from '../service.ts';
@@ -187,6 +188,34 @@ keys
       );
     },
   );
+
+const ledger = program.command('ledger').description('inspect the double-entry ledger');
+ledger
+  .command('verify')
+  .description('check every ledger invariant; exits 1 if any is violated')
+  .option('--json', 'print the result as JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const json = opts.json ?? false;
+    const result = await withDatabase((db) =>
+      verifyLedger(db.pool, {
+        onCheck: (check, violations) => {
+          if (!json)
+            process.stderr.write(
+              `  ${check.padEnd(46)} ${violations === 0 ? 'ok' : `${violations} violation(s)`}\n`,
+            );
+        },
+      }),
+    ).catch((err: Error) => fail(err.message));
+    if (json) print(true, { ok: result.length === 0, violations: result }, '');
+    else if (result.length === 0) print(false, null, 'Ledger verified: every invariant holds.');
+    else {
+      for (const v of result) process.stdout.write(`${v.check}: ${JSON.stringify(v.detail)}\n`);
+      process.stdout.write(
+        `${result.length} violation(s). Stop posting, keep the database as it is, and compare the accounts above with their transfers (docs/ledger.md, "When verify fails").\n`,
+      );
+    }
+    if (result.length > 0) process.exit(EXIT_FAILURE);
+  });
 
 try {
   await program.parseAsync(process.argv);

@@ -15,8 +15,17 @@ const MAX_REPORTED = 100;
  * from plain transfers and posts), per ledger debits equal credits, no account breaks its
  * limit flag, and no pending transfer was posted or voided beyond its amount.
  */
-export async function verifyLedger(db: Queryable): Promise<Violation[]> {
+export interface VerifyOptions {
+  /** Called after each check with how many violations it found (for progress output). */
+  onCheck?: (check: string, violations: number) => void;
+}
+
+export async function verifyLedger(db: Queryable, opts: VerifyOptions = {}): Promise<Violation[]> {
   const out: Violation[] = [];
+  const report = (check: string, rows: Record<string, unknown>[]) => {
+    for (const detail of rows) out.push({ check, detail: jsonSafe(detail) });
+    opts.onCheck?.(check, rows.length);
+  };
   const pending = TransferFlags.pending;
   const resolving = TransferFlags.post_pending_transfer | TransferFlags.void_pending_transfer;
   const voiding = TransferFlags.void_pending_transfer;
@@ -42,14 +51,14 @@ export async function verifyLedger(db: Queryable): Promise<Violation[]> {
       LIMIT $2`,
     [pending, MAX_REPORTED, voiding],
   );
-  for (const row of balances.rows) out.push({ check: 'account_balances_match_transfers', detail: row });
+  report('account_balances_match_transfers', balances.rows);
 
   const ledgers = await db.query(
     `SELECT ledger, sum(debits_pending + debits_posted) AS debits, sum(credits_pending + credits_posted) AS credits
        FROM ledger_accounts GROUP BY ledger
      HAVING sum(debits_pending + debits_posted) <> sum(credits_pending + credits_posted)`,
   );
-  for (const row of ledgers.rows) out.push({ check: 'ledger_debits_equal_credits', detail: row });
+  report('ledger_debits_equal_credits', ledgers.rows);
 
   const limits = await db.query(
     `SELECT id, flags, debits_pending, debits_posted, credits_pending, credits_posted FROM ledger_accounts
@@ -58,7 +67,7 @@ export async function verifyLedger(db: Queryable): Promise<Violation[]> {
       LIMIT $3`,
     [AccountFlags.debits_must_not_exceed_credits, AccountFlags.credits_must_not_exceed_debits, MAX_REPORTED],
   );
-  for (const row of limits.rows) out.push({ check: 'account_limit_flags_hold', detail: row });
+  report('account_limit_flags_hold', limits.rows);
 
   const resolutions = await db.query(
     `SELECT p.id, p.amount, count(r.id) AS resolutions, coalesce(sum(r.amount), 0) AS resolved_amount
@@ -69,7 +78,13 @@ export async function verifyLedger(db: Queryable): Promise<Violation[]> {
       LIMIT $3`,
     [pending, resolving, MAX_REPORTED],
   );
-  for (const row of resolutions.rows)
-    out.push({ check: 'pending_resolved_at_most_once_within_amount', detail: row });
+  report('pending_resolved_at_most_once_within_amount', resolutions.rows);
+  return out;
+}
+
+/** Database rows with bigint columns as strings, so a report serialises as JSON. */
+function jsonSafe(row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) out[k] = typeof v === 'bigint' ? v.toString() : v;
   return out;
 }

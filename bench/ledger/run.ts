@@ -1,0 +1,190 @@
+/**
+ * Ledger throughput on a real PostgreSQL (embedded unless DATABASE_URL is set), with
+ * synchronous_commit on. Each run measures, in this order:
+ *   baseline  single-row INSERT commits from 20 concurrent callers (the per-commit limit)
+ *   single    createTransfers with one transfer per call from 20 callers over 1,000 accounts
+ *   hot       the same, with one hot account on the debit side of every transfer
+ *   batch     createTransfers with 8,189 transfers per call, 2 callers
+ * and prints the medians over the runs and the ratios the ledger issue sets as targets.
+ *
+ *   npm run bench:ledger        BENCH_RUNS=3 BENCH_SECONDS=5
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { EmbeddedPostgres } from '../../packages/server/src/db/embedded.ts';
+import { migrate } from '../../packages/server/src/db/migrate.ts';
+import { createPool, type Pool } from '../../packages/server/src/db/pool.ts';
+import { Ledger, ledgerId, MAX_BATCH, type TransferInput } from '../../packages/server/src/ledger/index.ts';
+import { createLogger } from '../../packages/server/src/ops/logger.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const CALLERS = 20;
+const ACCOUNTS = 1_000;
+const USD = 840;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+/** Runs `callers` loops of `step` for SECONDS; returns completed units per second. */
+async function timed(callers: number, step: () => Promise<number>): Promise<number> {
+  const deadline = Date.now() + SECONDS * 1000;
+  const started = process.hrtime.bigint();
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: callers }, async () => {
+      while (Date.now() < deadline) done += await step();
+    }),
+  );
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return done / seconds;
+}
+
+function transfer(debit: string, credit: string): TransferInput {
+  return {
+    id: ledgerId(),
+    debit_account_id: debit,
+    credit_account_id: credit,
+    amount: 1n + BigInt(Math.floor(Math.random() * 10_000)),
+    pending_id: null,
+    ledger: USD,
+    code: 1,
+    flags: 0,
+    timeout_s: 0,
+    user_data_128: null,
+    user_data_64: null,
+    user_data_32: null,
+  };
+}
+
+async function setup(pool: Pool, ledger: Ledger): Promise<string[]> {
+  await pool.query('CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, v bigint NOT NULL)');
+  const ids = Array.from({ length: ACCOUNTS + 1 }, () => ledgerId());
+  const results = await ledger.createAccounts(
+    ids.map((id) => ({
+      id,
+      ledger: USD,
+      code: 1,
+      flags: 0,
+      user_data_128: null,
+      user_data_64: null,
+      user_data_32: null,
+    })),
+  );
+  if (results.some((r) => r !== 'ok')) throw new Error('account setup failed');
+  return ids;
+}
+
+async function main() {
+  let embedded: EmbeddedPostgres | null = null;
+  let tmp: string | null = null;
+  let admin_url = process.env.DATABASE_URL;
+  if (!admin_url) {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'moneta-bench-ledger-'));
+    embedded = new EmbeddedPostgres(tmp, createLogger('warn'));
+    admin_url = await embedded.start();
+  }
+  const db_name = `moneta_bench_ledger_${Date.now()}`;
+  const admin = new pg.Client({ connectionString: admin_url });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${db_name}`);
+  const u = new URL(admin_url);
+  u.pathname = `/${db_name}`;
+  const pool = createPool({
+    connection_string: u.toString(),
+    max_connections: CALLERS + 4,
+    application_name: 'bench-ledger',
+  });
+  const runs: Record<'baseline' | 'single' | 'hot' | 'batch', number[]> = {
+    baseline: [],
+    single: [],
+    hot: [],
+    batch: [],
+  };
+  try {
+    await migrate(pool);
+    const ledger = new Ledger(pool);
+    const ids = await setup(pool, ledger);
+    const hot = ids[ACCOUNTS]!;
+    const spread = ids.slice(0, ACCOUNTS);
+    const pick = () => spread[Math.floor(Math.random() * ACCOUNTS)]!;
+    const pair = (): [string, string] => {
+      const a = pick();
+      let b = pick();
+      while (b === a) b = pick();
+      return [a, b];
+    };
+    for (let run = 1; run <= RUNS; run += 1) {
+      const baseline = await timed(CALLERS, async () => {
+        await pool.query('INSERT INTO bench_commits (v) VALUES ($1)', [run]);
+        return 1;
+      });
+      const single = await timed(CALLERS, async () => {
+        const [r] = await ledger.createTransfers([transfer(...pair())]);
+        if (r !== 'ok') throw new Error(`transfer failed: ${r}`);
+        return 1;
+      });
+      const hot_rate = await timed(CALLERS, async () => {
+        const [r] = await ledger.createTransfers([transfer(hot, pick())]);
+        if (r !== 'ok') throw new Error(`transfer failed: ${r}`);
+        return 1;
+      });
+      const batch = await timed(2, async () => {
+        const results = await ledger.createTransfers(
+          Array.from({ length: MAX_BATCH }, () => transfer(...pair())),
+        );
+        if (results.some((r) => r !== 'ok')) throw new Error('batch transfer failed');
+        return MAX_BATCH;
+      });
+      runs.baseline.push(baseline);
+      runs.single.push(single);
+      runs.hot.push(hot_rate);
+      runs.batch.push(batch);
+      console.log(
+        `run ${run}: baseline ${baseline.toFixed(0)} commits/s  single ${single.toFixed(0)}/s  hot ${hot_rate.toFixed(0)}/s  batch ${batch.toFixed(0)}/s`,
+      );
+    }
+  } finally {
+    await pool.end();
+    await admin.query(`DROP DATABASE IF EXISTS ${db_name} WITH (FORCE)`);
+    await admin.end();
+    await embedded?.stop();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  }
+  const summary = {
+    date: new Date().toISOString(),
+    machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.cpus()[0]?.model ?? ''}`,
+    database: embedded ? 'embedded PostgreSQL 15' : 'DATABASE_URL',
+    runs: RUNS,
+    seconds_per_measure: SECONDS,
+    baseline_commits_per_s: median(runs.baseline),
+    single_transfers_per_s: median(runs.single),
+    hot_transfers_per_s: median(runs.hot),
+    batch_transfers_per_s: median(runs.batch),
+    single_vs_baseline: median(runs.single) / median(runs.baseline),
+    hot_vs_single: median(runs.hot) / median(runs.single),
+  };
+  console.log('');
+  console.log(
+    `baseline (single-row commits, 20 callers): median ${summary.baseline_commits_per_s.toFixed(0)}/s`,
+  );
+  console.log(
+    `single transfers, 20 callers, 1,000 accounts: median ${summary.single_transfers_per_s.toFixed(0)}/s = ${summary.single_vs_baseline.toFixed(2)}× baseline (target ≥ 1.5×)`,
+  );
+  console.log(
+    `hot account on every transfer: median ${summary.hot_transfers_per_s.toFixed(0)}/s = ${summary.hot_vs_single.toFixed(2)}× spread (target ≥ 0.8×)`,
+  );
+  console.log(
+    `batch API (8,189 a call): median ${summary.batch_transfers_per_s.toFixed(0)}/s (target ≥ 100,000/s)`,
+  );
+  await writeFile(path.join(HERE, '../results/ledger-latest.json'), `${JSON.stringify(summary, null, 2)}\n`);
+}
+
+await main();
