@@ -59,6 +59,8 @@ const has = (flags: number, flag: number) => (flags & flag) !== 0;
 interface Undo {
   balances: Map<string, Balances>;
   pending: Map<string, PendingRecord | undefined>;
+  /** The batch's pending changes as they were before the chain (a chain may touch one made earlier). */
+  pending_changes: Map<string, PendingRecord | undefined>;
   transfers: string[];
   created_length: number;
   history_length: number;
@@ -120,6 +122,7 @@ function newUndo(out: TransferBatchOutcome): Undo {
   return {
     balances: new Map(),
     pending: new Map(),
+    pending_changes: new Map(),
     transfers: [],
     created_length: out.created.length,
     history_length: out.history.length,
@@ -131,7 +134,9 @@ function rollBack(undo: Undo, state: TransferBatchState, out: TransferBatchOutco
   for (const [id, record] of undo.pending) {
     if (record) state.pending.set(id, record);
     else state.pending.delete(id);
-    if (record && record.state !== 'pending') out.pending_changes.set(id, record);
+  }
+  for (const [id, change] of undo.pending_changes) {
+    if (change) out.pending_changes.set(id, change);
     else out.pending_changes.delete(id);
   }
   for (const id of undo.transfers) state.transfers.delete(id);
@@ -411,7 +416,10 @@ function setPending(
   next: PendingRecord,
 ): void {
   const id = next.transfer.id;
-  if (undo && !undo.pending.has(id)) undo.pending.set(id, state.pending.get(id));
+  if (undo && !undo.pending.has(id)) {
+    undo.pending.set(id, state.pending.get(id));
+    undo.pending_changes.set(id, out.pending_changes.get(id));
+  }
   state.pending.set(id, next);
   out.pending_changes.set(id, next);
 }

@@ -9,50 +9,94 @@ export interface Violation {
 /** Most violations reported per check: one broken invariant usually breaks many rows. */
 const MAX_REPORTED = 100;
 
+export interface VerifyOptions {
+  /** Called after each check with how many violations it found (for progress output). */
+  onCheck?: (check: string, violations: number) => void;
+  /** Called after each chunk of accounts with how many have been checked so far. */
+  onAccounts?: (checked: number) => void;
+}
+
+/** Accounts whose balances one statement recomputes from their transfers. */
+export const ACCOUNT_CHUNK = 2_000;
+/** Upper bound on chunks in one full verification (20 million accounts). */
+const MAX_CHUNKS = 10_000;
+
 /**
  * The ledger's invariants, recomputed from the transfers: every account's four balances
  * equal the sums of its transfers (pending amounts only while still pending; posted amounts
  * from plain transfers and posts), per ledger debits equal credits, no account breaks its
- * limit flag, and no pending transfer was posted or voided beyond its amount.
+ * limit flag, and no pending transfer was posted or voided beyond its amount. Each check is
+ * one statement, so it sees one consistent snapshot even while batches commit.
  */
-export interface VerifyOptions {
-  /** Called after each check with how many violations it found (for progress output). */
-  onCheck?: (check: string, violations: number) => void;
-}
-
 export async function verifyLedger(db: Queryable, opts: VerifyOptions = {}): Promise<Violation[]> {
   const out: Violation[] = [];
   const report = (check: string, rows: Record<string, unknown>[]) => {
-    for (const detail of rows) out.push({ check, detail: jsonSafe(detail) });
+    for (const detail of rows.slice(0, MAX_REPORTED)) out.push({ check, detail: jsonSafe(detail) });
     opts.onCheck?.(check, rows.length);
   };
+  const accounts: Record<string, unknown>[] = [];
+  let after: string | null = null;
+  let checked = 0;
+  for (let chunk = 0; chunk < MAX_CHUNKS; chunk += 1) {
+    const result = await verifyAccountChunk(db, after, ACCOUNT_CHUNK);
+    accounts.push(...result.violations);
+    checked += result.checked;
+    opts.onAccounts?.(checked);
+    if (result.last_id === null || result.checked < ACCOUNT_CHUNK) break;
+    after = result.last_id;
+  }
+  report('account_balances_match_transfers', accounts);
+  await verifyTotals(db, report);
+  return out;
+}
+
+export interface ChunkResult {
+  violations: Record<string, unknown>[];
+  checked: number;
+  /** The last account id of the chunk; the next chunk starts after it. */
+  last_id: string | null;
+}
+
+/** Recomputes the balances of up to `limit` accounts after `after` (in id order) from their transfers. */
+export async function verifyAccountChunk(
+  db: Queryable,
+  after: string | null,
+  limit: number,
+): Promise<ChunkResult> {
+  const { rows } = await db.query(
+    `WITH chunk AS (
+       SELECT * FROM ledger_accounts WHERE $1::uuid IS NULL OR id > $1::uuid ORDER BY id LIMIT $2),
+     computed AS (
+       SELECT a.*, d.dp, d.dpo, c.cp, c.cpo
+         FROM chunk a
+         CROSS JOIN LATERAL (
+           SELECT coalesce(sum(t.amount) FILTER (WHERE t.flags & $3 <> 0 AND p.state = $5), 0) AS dp,
+                  coalesce(sum(t.amount) FILTER (WHERE t.flags & $3 = 0 AND t.flags & $4 = 0), 0) AS dpo
+             FROM ledger_transfers t LEFT JOIN ledger_pending_transfers p ON p.id = t.id
+            WHERE t.debit_account_id = a.id) d
+         CROSS JOIN LATERAL (
+           SELECT coalesce(sum(t.amount) FILTER (WHERE t.flags & $3 <> 0 AND p.state = $5), 0) AS cp,
+                  coalesce(sum(t.amount) FILTER (WHERE t.flags & $3 = 0 AND t.flags & $4 = 0), 0) AS cpo
+             FROM ledger_transfers t LEFT JOIN ledger_pending_transfers p ON p.id = t.id
+            WHERE t.credit_account_id = a.id) c)
+     SELECT id, debits_pending, debits_posted, credits_pending, credits_posted, dp, dpo, cp, cpo,
+            (debits_pending <> dp OR debits_posted <> dpo OR credits_pending <> cp OR credits_posted <> cpo) AS broken
+       FROM computed ORDER BY id`,
+    [after, limit, TransferFlags.pending, TransferFlags.void_pending_transfer, 'pending'],
+  );
+  const violations = rows
+    .filter((r) => r.broken)
+    .map(({ broken: _b, ...rest }) => rest as Record<string, unknown>);
+  return { violations, checked: rows.length, last_id: rows.length > 0 ? (rows.at(-1)!.id as string) : null };
+}
+
+/** The checks over all accounts at once: cheap aggregates, run in full every time. */
+export async function verifyTotals(
+  db: Queryable,
+  report: (check: string, rows: Record<string, unknown>[]) => void,
+): Promise<void> {
   const pending = TransferFlags.pending;
   const resolving = TransferFlags.post_pending_transfer | TransferFlags.void_pending_transfer;
-  const voiding = TransferFlags.void_pending_transfer;
-  const balances = await db.query(
-    `WITH sides AS (
-       SELECT t.debit_account_id AS account_id, 'd' AS side, t.amount, t.flags, p.state
-         FROM ledger_transfers t LEFT JOIN ledger_pending_transfers p ON p.id = t.id
-       UNION ALL
-       SELECT t.credit_account_id, 'c', t.amount, t.flags, p.state
-         FROM ledger_transfers t LEFT JOIN ledger_pending_transfers p ON p.id = t.id),
-     sums AS (
-       SELECT account_id,
-              sum(amount) FILTER (WHERE side = 'd' AND flags & $1 <> 0 AND state = 'pending') AS dp,
-              sum(amount) FILTER (WHERE side = 'd' AND flags & $1 = 0 AND flags & $3 = 0) AS dpo,
-              sum(amount) FILTER (WHERE side = 'c' AND flags & $1 <> 0 AND state = 'pending') AS cp,
-              sum(amount) FILTER (WHERE side = 'c' AND flags & $1 = 0 AND flags & $3 = 0) AS cpo
-         FROM sides GROUP BY account_id)
-     SELECT a.id, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted,
-            coalesce(s.dp, 0) AS dp, coalesce(s.dpo, 0) AS dpo, coalesce(s.cp, 0) AS cp, coalesce(s.cpo, 0) AS cpo
-       FROM ledger_accounts a LEFT JOIN sums s ON s.account_id = a.id
-      WHERE a.debits_pending <> coalesce(s.dp, 0) OR a.debits_posted <> coalesce(s.dpo, 0)
-         OR a.credits_pending <> coalesce(s.cp, 0) OR a.credits_posted <> coalesce(s.cpo, 0)
-      LIMIT $2`,
-    [pending, MAX_REPORTED, voiding],
-  );
-  report('account_balances_match_transfers', balances.rows);
-
   const ledgers = await db.query(
     `SELECT ledger, sum(debits_pending + debits_posted) AS debits, sum(credits_pending + credits_posted) AS credits
        FROM ledger_accounts GROUP BY ledger
@@ -79,7 +123,6 @@ export async function verifyLedger(db: Queryable, opts: VerifyOptions = {}): Pro
     [pending, resolving, MAX_REPORTED],
   );
   report('pending_resolved_at_most_once_within_amount', resolutions.rows);
-  return out;
 }
 
 /** Database rows with bigint columns as strings, so a report serialises as JSON. */
