@@ -424,6 +424,61 @@ function setPending(
   out.pending_changes.set(id, next);
 }
 
+/**
+ * Releases pending transfers whose timeout passed: both pending balances drop by the pending
+ * amount and the record becomes `expired`. No transfer is written (TigerBeetle's rule); a
+ * post or void arriving later answers `pending_transfer_expired`.
+ */
+export function applyExpiry(
+  ids: readonly string[],
+  state: TransferBatchState,
+  now: bigint,
+): TransferBatchOutcome {
+  const out: TransferBatchOutcome = {
+    results: [],
+    created: [],
+    pending_changes: new Map(),
+    touched: new Set(),
+    history: [],
+  };
+  for (const id of ids) {
+    const p = state.pending.get(id);
+    if (p?.state !== 'pending' || p.expires_at === null || p.expires_at > now) continue;
+    const pt = p.transfer;
+    const dr = state.accounts.get(pt.debit_account_id);
+    const cr = state.accounts.get(pt.credit_account_id);
+    assert(dr && cr, 'the accounts of an expiring pending transfer are loaded');
+    assert(
+      dr.debits_pending >= pt.amount && cr.credits_pending >= pt.amount,
+      'pending balances hold the pending amount',
+    );
+    dr.debits_pending -= pt.amount;
+    cr.credits_pending -= pt.amount;
+    out.touched.add(dr.id);
+    out.touched.add(cr.id);
+    for (const account of [dr, cr]) {
+      if (!has(account.flags, AccountFlags.history)) continue;
+      out.history.push({
+        account_id: account.id,
+        transfer_id: pt.id,
+        timestamp: now,
+        ...balancesOf(account),
+      });
+    }
+    setPending(state, out, null, { ...p, state: 'expired' });
+  }
+  return out;
+}
+
+function balancesOf(a: Account): Balances {
+  return {
+    debits_pending: a.debits_pending,
+    debits_posted: a.debits_posted,
+    credits_pending: a.credits_pending,
+    credits_posted: a.credits_posted,
+  };
+}
+
 export interface AccountBatchOutcome {
   results: CreateAccountResult[];
   created: Account[];

@@ -175,6 +175,29 @@ describe('ledger', () => {
     expect(await ledger.createTransfers([missing])).toEqual(['pending_transfer_not_found']);
   });
 
+  it('an expired pending transfer is released by expirePending and can no longer be posted', async () => {
+    const [a, b] = [account(AccountFlags.history), account()];
+    await ledger.createAccounts([a, b]);
+    const p = transfer(a.id, b.id, 40n, { flags: TransferFlags.pending, timeout_s: 1 });
+    const lasting = transfer(a.id, b.id, 2n, { flags: TransferFlags.pending, timeout_s: 3600 });
+    expect(await ledger.createTransfers([p, lasting])).toEqual(['ok', 'ok']);
+    expect(await ledger.expirePending(100)).toBe(0); // not yet
+    await new Promise((r) => setTimeout(r, 1_100));
+    expect(await ledger.expirePending(100)).toBe(1);
+    expect(await balances(a.id, b.id)).toEqual([
+      { dp: 2n, dpo: 0n, cp: 0n, cpo: 0n },
+      { dp: 0n, dpo: 0n, cp: 2n, cpo: 0n },
+    ]);
+    const post = transfer(ZERO_ID, ZERO_ID, null, {
+      pending_id: p.id,
+      flags: TransferFlags.post_pending_transfer,
+      ledger: 0,
+      code: 0,
+    });
+    expect(await ledger.createTransfers([post])).toEqual(['pending_transfer_expired']);
+    expect(JSON.stringify(await verifyLedger(pool))).toBe('[]');
+  });
+
   it('many concurrent callers on a hot account: every transfer lands once and the invariants hold', async () => {
     const hot = account();
     const others = Array.from({ length: 50 }, () => account());

@@ -2,13 +2,16 @@ import { isUniqueViolation, type Pool, withTransaction } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
 import {
   applyAccounts,
+  applyExpiry,
   applyTransfers,
   type TransferBatchOutcome,
   type TransferBatchState,
 } from './engine.ts';
 import {
+  findExpiredPending,
   insertAccounts,
   loadAccountsForCreate,
+  loadLedgerState,
   loadTransferBatch,
   lookupAccounts,
   lookupTransfers,
@@ -122,6 +125,25 @@ export class Ledger {
 
   lookupTransfers(ids: readonly string[]): Promise<Transfer[]> {
     return lookupTransfers(this.pool, ids);
+  }
+
+  /**
+   * Releases up to `max` pending transfers whose timeout has passed, in one transaction.
+   * Returns how many expired (fewer than asked means none are left).
+   */
+  async expirePending(max: number): Promise<number> {
+    assert(max >= 1 && max <= MAX_BATCH, 'expiry batch within 1..MAX_BATCH');
+    const now = this.clock();
+    const ids = await findExpiredPending(this.pool, now, max);
+    if (ids.length === 0) return 0;
+    return withTransaction(this.pool, async (tx) => {
+      const state = await loadLedgerState(tx, ids, new Set(ids), new Set());
+      const before = snapshot(state);
+      const outcome = applyExpiry(ids, state, now);
+      assertBatchInvariants(before, state, outcome);
+      await tx.commit(transferBatchWrites(outcome, state, now));
+      return outcome.pending_changes.size;
+    });
   }
 
   private pump(): void {

@@ -81,6 +81,16 @@ export async function loadTransferBatch(
     for (const id of [t.debit_account_id, t.credit_account_id]) if (id !== ZERO_ID) account_ids.add(id);
   }
   const transfer_ids = [...new Set([...inputs.map((t) => t.id), ...pending_ids])];
+  return loadLedgerState(tx, transfer_ids, pending_ids, account_ids);
+}
+
+/** Loads stored transfers by id, then locks the named accounts (plus those of the pending transfers) and pending rows. */
+export async function loadLedgerState(
+  tx: Tx,
+  transfer_ids: readonly string[],
+  pending_ids: ReadonlySet<string>,
+  account_ids: Set<string>,
+): Promise<TransferBatchState> {
   const stored = await tx.query({
     name: 'moneta_ledger_load_transfers',
     text: `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::uuid[])`,
@@ -123,6 +133,15 @@ export async function loadTransferBatch(
     });
   }
   return { accounts, transfers, pending };
+}
+
+/** Pending transfers past their timeout, oldest first. */
+export async function findExpiredPending(db: Queryable, now: bigint, limit: number): Promise<string[]> {
+  const { rows } = await db.query(
+    `SELECT id FROM ledger_pending_transfers WHERE state = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3`,
+    ['pending', now.toString(), limit],
+  );
+  return rows.map((r) => r.id as string);
 }
 
 /** The batch's effects as statements, one per table that changes; the caller commits them as one. */
