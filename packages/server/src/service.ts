@@ -9,6 +9,7 @@ import { migrate, migrationsApplied } from './db/migrate.ts';
 import { createPool, type Pool } from './db/pool.ts';
 import { IdempotencyEngine } from './idempotency/index.ts';
 import { startJobs } from './jobs/index.ts';
+import { Ledger } from './ledger/index.ts';
 import { Authenticator, type CreatedMerchant, countMerchants, createMerchant } from './merchants/index.ts';
 import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
@@ -45,6 +46,7 @@ export interface RunningMoneta {
   /** Base URL the HTTP server listens on. */
   url: string;
   engine: IdempotencyEngine;
+  ledger: Ledger;
   metrics: Metrics;
   jobs: Runner | null;
   /** Set when this start created the demo merchant (first start on an empty database). */
@@ -77,6 +79,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     const engine = new IdempotencyEngine(db.pool, { lock_timeout_s: config.idempotency_lock_timeout_s, log });
     engine.register(createCustomerOperation);
     engine.register(updateCustomerOperation);
+    const ledger = new Ledger(db.pool);
     const rate_limiter = createRateLimiter(
       config.redis_url,
       { rate_per_second: config.rate_limit_per_second, burst: config.rate_limit_burst },
@@ -102,6 +105,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       log,
       metrics,
       engine,
+      ledger,
       authenticator: new Authenticator(db.pool, config.auth_cache_ttl_ms),
       rate_limiter,
       readiness,
@@ -115,6 +119,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       jobs = await startJobs({
         pool: db.pool,
         engine,
+        ledger,
         log,
         metrics,
         concurrency: config.worker_concurrency,
@@ -147,7 +152,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       })();
       return stopping;
     };
-    return { config, log, db, app: server, url, engine, metrics, jobs, demo, stop };
+    return { config, log, db, app: server, url, engine, ledger, metrics, jobs, demo, stop };
   } catch (err) {
     await app?.close().catch(() => {});
     await jobs?.stop().catch(() => {});

@@ -1,6 +1,7 @@
 import type { Config } from '../config/index.ts';
 import type { Pool } from '../db/pool.ts';
 import type { IdempotencyEngine } from '../idempotency/index.ts';
+import type { Ledger } from '../ledger/index.ts';
 import type { AuthenticatedKey, Authenticator } from '../merchants/index.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -18,6 +19,7 @@ export interface ApiDeps {
   log: Logger;
   metrics: Metrics;
   engine: IdempotencyEngine;
+  ledger: Ledger;
   authenticator: Authenticator;
   rate_limiter: RateLimiter;
   readiness: () => Promise<ReadinessReport>;

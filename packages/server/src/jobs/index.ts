@@ -2,6 +2,7 @@ import { type Runner, run, type Task, type TaskList, Logger as WorkerLogger } fr
 import type { Logger } from 'pino';
 import type { Pool } from '../db/pool.ts';
 import type { IdempotencyEngine } from '../idempotency/index.ts';
+import { IncrementalVerifier, type Ledger } from '../ledger/index.ts';
 import type { Metrics } from '../ops/metrics.ts';
 
 /**
@@ -11,6 +12,7 @@ import type { Metrics } from '../ops/metrics.ts';
 export interface JobDeps {
   pool: Pool;
   engine: IdempotencyEngine;
+  ledger: Ledger;
   log: Logger;
   metrics: Metrics;
   concurrency: number;
@@ -19,15 +21,29 @@ export interface JobDeps {
 
 /** Requests one completer run may finish; the rest wait for the next minute. */
 const COMPLETER_BATCH = 200;
+/** Pending transfers released per transaction, and transactions per run. */
+const EXPIRY_BATCH = 1_000;
+const MAX_EXPIRY_BATCHES = 50;
+const LEDGER_CHECKS = [
+  'account_balances_match_transfers',
+  'ledger_debits_equal_credits',
+  'account_limit_flags_hold',
+  'pending_resolved_at_most_once_within_amount',
+] as const;
 
 export const CRONTAB = [
   // Finish requests abandoned between atomic phases (lock older than the lock timeout).
   '* * * * * idempotency_completer ?max=1&jobKey=idempotency_completer',
   // Delete idempotency keys past their retention.
   '17 * * * * idempotency_reaper ?max=3&jobKey=idempotency_reaper',
+  // Release pending ledger transfers past their timeout (posts check the timeout themselves).
+  '* * * * * ledger_expire_pending ?max=1&jobKey=ledger_expire_pending',
+  // Recheck the ledger's invariants: the totals and the next chunk of accounts.
+  '* * * * * ledger_verify ?max=1&jobKey=ledger_verify',
 ].join('\n');
 
 export function taskList(deps: JobDeps): TaskList {
+  const verifier = new IncrementalVerifier(deps.pool);
   const measured =
     (name: string, fn: () => Promise<Record<string, unknown>>): Task =>
     async () => {
@@ -47,6 +63,33 @@ export function taskList(deps: JobDeps): TaskList {
     idempotency_reaper: measured('idempotency_reaper', async () => ({
       deleted: await deps.engine.reap(deps.idempotency_retention_hours),
     })),
+    ledger_expire_pending: measured('ledger_expire_pending', async () => {
+      let expired = 0;
+      for (let batch = 0; batch < MAX_EXPIRY_BATCHES; batch += 1) {
+        const n = await deps.ledger.expirePending(EXPIRY_BATCH);
+        expired += n;
+        if (n < EXPIRY_BATCH) break;
+      }
+      deps.metrics.ledger_expired.inc(expired);
+      return { expired };
+    }),
+    ledger_verify: measured('ledger_verify', async () => {
+      const result = await verifier.step();
+      deps.metrics.ledger_verified_accounts.inc(result.checked_accounts);
+      for (const check of LEDGER_CHECKS) {
+        deps.metrics.ledger_violations.set(
+          { check },
+          result.violations.filter((v) => v.check === check).length,
+        );
+      }
+      if (result.violations.length > 0) {
+        deps.log.error(
+          { violations: result.violations.slice(0, 10) },
+          'ledger invariant violated: run `moneta ledger verify`',
+        );
+      }
+      return { checked_accounts: result.checked_accounts, violations: result.violations.length };
+    }),
   };
 }
 

@@ -3,7 +3,7 @@ import { v7 } from 'uuid';
 export { applyAccounts, applyTransfers } from './engine.ts';
 export { DEFAULT_LEDGER_OPTIONS, Ledger, type LedgerOptions, LedgerOverloaded } from './ledger.ts';
 export * from './types.ts';
-export { type Violation, verifyLedger } from './verify.ts';
+export { IncrementalVerifier, type Violation, verifyLedger } from './verify.ts';
 
 /** A new time-sortable 128-bit id (UUIDv7) for an account or a transfer. */
 export function ledgerId(): string {

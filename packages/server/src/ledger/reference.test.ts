@@ -218,6 +218,8 @@ interface World {
   ledgerOf: Map<string, number>;
   /** Every transfer input submitted so far, in order (including earlier ones of the current call). */
   history: TransferInput[];
+  /** Where the current call starts in `history`. */
+  call_start: number;
 }
 
 function base(over: Partial<TransferInput> = {}): TransferInput {
@@ -245,13 +247,18 @@ function choose<T>(xs: readonly T[], n: number): T | undefined {
 function postOrVoid(w: World, o: TransferOp, kind: 'post' | 'void', linked: number): TransferInput {
   const v = o.variant;
   const pendings = w.history.filter((t) => (t.flags & TransferFlags.pending) !== 0);
-  const open = pendings.filter((t) => w.ref.pendingState(t.id) === 'pending');
-  // Mostly a pending transfer the reference holds and is still pending; sometimes any pending
-  // transfer asked for (maybe refused, posted or voided), one that was not pending, or an unknown id.
+  const stored = pendings.filter((t) => w.ref.pendingState(t.id) !== undefined);
+  // Still pending before this call, or asked for earlier in this call.
+  const open = pendings.filter(
+    (t) => w.ref.pendingState(t.id) === 'pending' || w.history.indexOf(t) >= w.call_start,
+  );
+  // Mostly a pending transfer that is still open; sometimes any pending transfer asked for
+  // (maybe refused), one already posted or voided, one that was not pending, or an unknown id.
   let target: TransferInput | undefined;
   if (v % 10 === 0) target = choose(w.history, o.pick);
-  else if (v % 10 === 2 || v % 10 === 3) target = choose(pendings, o.pick);
-  else if (v % 10 !== 1) target = choose(open, o.pick) ?? choose(pendings, o.pick);
+  else if (v % 10 === 2) target = choose(pendings, o.pick);
+  else if (v % 10 === 3) target = choose(stored, o.pick) ?? choose(pendings, o.pick);
+  else if (v % 10 !== 1) target = choose(open, o.pick) ?? choose(stored, o.pick) ?? choose(pendings, o.pick);
   const pending_id = target?.id ?? ledgerId();
   // What the pending transfer moved, if the reference holds it; else what it asked for.
   const pending_amount = w.ref.transfer(pending_id)?.amount ?? target?.amount ?? o.amount;
@@ -270,7 +277,7 @@ function postOrVoid(w: World, o: TransferOp, kind: 'post' | 'void', linked: numb
   }
   // Explicit fields: matching the pending transfer, or (rarely) not.
   if (target) {
-    switch (Math.floor(v / 60) % 8) {
+    switch (Math.floor(v / 60) % 14) {
       case 0:
         t.debit_account_id = target.debit_account_id;
         t.credit_account_id = target.credit_account_id;
@@ -550,9 +557,11 @@ describe('ledger against the reference model', () => {
           slots: [...account_ids, unknown],
           ledgerOf: new Map(accounts.map((a) => [a.id, a.ledger])),
           history: [],
+          call_start: 0,
         };
         for (const ops of s.calls) {
           const call: TransferInput[] = [];
+          w.call_start = w.history.length;
           for (const o of ops) {
             const t = transferInput(w, o);
             call.push(t);

@@ -131,3 +131,27 @@ function jsonSafe(row: Record<string, unknown>): Record<string, unknown> {
   for (const [k, v] of Object.entries(row)) out[k] = typeof v === 'bigint' ? v.toString() : v;
   return out;
 }
+
+/**
+ * The scheduled check: each step verifies the totals and the next chunk of accounts,
+ * wrapping around at the end, so every account is rechecked every
+ * (accounts / ACCOUNT_CHUNK) steps without any step being long.
+ */
+export class IncrementalVerifier {
+  private cursor: string | null = null;
+
+  constructor(private readonly db: Queryable) {}
+
+  async step(): Promise<{ violations: Violation[]; checked_accounts: number; wrapped: boolean }> {
+    const violations: Violation[] = [];
+    const report = (check: string, rows: Record<string, unknown>[]) => {
+      for (const detail of rows.slice(0, MAX_REPORTED)) violations.push({ check, detail: jsonSafe(detail) });
+    };
+    const chunk = await verifyAccountChunk(this.db, this.cursor, ACCOUNT_CHUNK);
+    report('account_balances_match_transfers', chunk.violations);
+    const wrapped = chunk.checked < ACCOUNT_CHUNK;
+    this.cursor = wrapped ? null : chunk.last_id;
+    await verifyTotals(this.db, report);
+    return { violations, checked_accounts: chunk.checked, wrapped };
+  }
+}

@@ -44,6 +44,23 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly ledger_violations = new client.Gauge({
+    name: 'moneta_ledger_invariant_violations',
+    help: 'Ledger invariant violations found by the last scheduled check, by check (0 = sound)',
+    labelNames: ['check'] as const,
+    registers: [this.registry],
+  });
+  readonly ledger_verified_accounts = new client.Counter({
+    name: 'moneta_ledger_verified_accounts_total',
+    help: 'Accounts whose balances the scheduled check recomputed from their transfers',
+    registers: [this.registry],
+  });
+  readonly ledger_expired = new client.Counter({
+    name: 'moneta_ledger_expired_pending_total',
+    help: 'Pending transfers released because their timeout passed',
+    registers: [this.registry],
+  });
+
   constructor(pool: Pool | null, pool_max: number) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'moneta_process_' });
     if (pool) this.observePool(pool, pool_max);
