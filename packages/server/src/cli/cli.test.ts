@@ -258,8 +258,8 @@ describe('moneta commands', () => {
       await client.connect();
       // An account whose balance no transfer explains.
       await client.query(
-        `INSERT INTO ledger_accounts (id, ledger, code, flags, debits_posted, timestamp)
-         VALUES ('0190a000-0000-7000-8000-000000000001', 840, 1, 0, 5, 1)`,
+        `INSERT INTO ledger_accounts (id, livemode, ledger, code, flags, debits_posted, timestamp)
+         VALUES ('0190a000-0000-7000-8000-000000000001', false, 840, 1, 0, 5, 1)`,
       );
       await client.end();
       const broken = await moneta(['ledger', 'verify'], { DATABASE_URL: db.url });

@@ -194,8 +194,9 @@ function applyOne(
   if (has(t.flags, TransferFlags.post_pending_transfer | TransferFlags.void_pending_transfer)) {
     return resolvePending(t, state, out, now, undo);
   }
-  const dr = state.accounts.get(t.debit_account_id);
-  const cr = state.accounts.get(t.credit_account_id);
+  const mode = t.livemode ?? false;
+  const dr = visible(state.accounts.get(t.debit_account_id), mode);
+  const cr = visible(state.accounts.get(t.credit_account_id), mode);
   if (!dr) return 'debit_account_not_found';
   if (!cr) return 'credit_account_not_found';
   if (dr.ledger !== cr.ledger) return 'accounts_must_have_the_same_ledger';
@@ -236,6 +237,11 @@ function applyOne(
     setPending(state, out, undo, { transfer, state: 'pending', expires_at });
   }
   return 'ok';
+}
+
+/** An account or transfer of the other mode does not exist for this transfer. */
+function visible<T extends { livemode: boolean }>(object: T | undefined, livemode: boolean): T | undefined {
+  return object?.livemode === livemode ? object : undefined;
 }
 
 /** A balancing transfer moves at most what keeps its account within its limit. */
@@ -283,9 +289,10 @@ function resolvePending(
   const post = has(t.flags, TransferFlags.post_pending_transfer);
   const existing = state.transfers.get(t.id);
   if (existing) return compareExisting(t, existing, t.amount);
-  const target = state.transfers.get(t.pending_id!);
-  const p = state.pending.get(t.pending_id!);
-  if (!target && !p) return 'pending_transfer_not_found';
+  const mode = t.livemode ?? false;
+  const target = visible(state.transfers.get(t.pending_id!), mode);
+  const p = target ? state.pending.get(t.pending_id!) : undefined;
+  if (!target) return 'pending_transfer_not_found';
   if (!p) return 'pending_transfer_not_pending';
   const pt = p.transfer;
   if (t.debit_account_id !== ZERO_ID && t.debit_account_id !== pt.debit_account_id) {
@@ -331,7 +338,7 @@ function resolvePending(
 
 /** Same id again: `exists` when every field the caller gave matches; a null amount matches any. */
 function compareExisting(t: TransferInput, e: Transfer, amount: bigint | null): CreateTransferResult {
-  if (t.flags !== e.flags) return 'exists_with_different_flags';
+  if (t.flags !== e.flags || (t.livemode ?? false) !== e.livemode) return 'exists_with_different_flags';
   const post_or_void = has(
     t.flags,
     TransferFlags.post_pending_transfer | TransferFlags.void_pending_transfer,
@@ -367,6 +374,7 @@ function record(
 ): Transfer {
   return {
     id: t.id,
+    livemode: t.livemode ?? false,
     debit_account_id,
     credit_account_id,
     amount,
@@ -515,6 +523,7 @@ export function applyAccounts(
       if (results[i] === 'ok') {
         const account: Account = {
           ...a,
+          livemode: a.livemode ?? false,
           flags: a.flags & ~AccountFlags.linked,
           debits_pending: 0n,
           debits_posted: 0n,
@@ -553,7 +562,9 @@ function checkAccount(a: AccountInput, existing: Account | undefined): CreateAcc
   if (a.ledger === 0) return 'ledger_must_not_be_zero';
   if (a.code === 0) return 'code_must_not_be_zero';
   if (!existing) return 'ok';
-  if ((a.flags & ~AccountFlags.linked) !== existing.flags) return 'exists_with_different_flags';
+  if ((a.flags & ~AccountFlags.linked) !== existing.flags || (a.livemode ?? false) !== existing.livemode) {
+    return 'exists_with_different_flags';
+  }
   if (a.user_data_128 !== existing.user_data_128) return 'exists_with_different_user_data_128';
   if (a.user_data_64 !== existing.user_data_64) return 'exists_with_different_user_data_64';
   if (a.user_data_32 !== existing.user_data_32) return 'exists_with_different_user_data_32';

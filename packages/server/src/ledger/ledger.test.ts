@@ -175,6 +175,26 @@ describe('ledger', () => {
     expect(await ledger.createTransfers([missing])).toEqual(['pending_transfer_not_found']);
   });
 
+  it("test and live money never meet: the other mode's accounts and pending transfers do not exist", async () => {
+    const [t1, t2] = [account(), account()];
+    const [l1, l2] = [account(0, { livemode: true }), account(0, { livemode: true })];
+    expect(await ledger.createAccounts([t1, t2, l1, l2])).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(await ledger.createAccounts([{ ...t1, livemode: true }])).toEqual(['exists_with_different_flags']);
+    expect(await ledger.createTransfers([transfer(t1.id, l1.id, 1n)])).toEqual(['credit_account_not_found']);
+    expect(await ledger.createTransfers([transfer(l1.id, l2.id, 1n)])).toEqual(['debit_account_not_found']);
+    expect(await ledger.createTransfers([transfer(l1.id, l2.id, 1n, { livemode: true })])).toEqual(['ok']);
+    const p = transfer(t1.id, t2.id, 3n, { flags: TransferFlags.pending });
+    expect(await ledger.createTransfers([p])).toEqual(['ok']);
+    const livePost = transfer(ZERO_ID, ZERO_ID, null, {
+      livemode: true,
+      pending_id: p.id,
+      flags: TransferFlags.post_pending_transfer,
+      ledger: 0,
+      code: 0,
+    });
+    expect(await ledger.createTransfers([livePost])).toEqual(['pending_transfer_not_found']);
+  });
+
   it('an expired pending transfer is released by expirePending and can no longer be posted', async () => {
     const [a, b] = [account(AccountFlags.history), account()];
     await ledger.createAccounts([a, b]);

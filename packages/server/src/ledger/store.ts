@@ -17,9 +17,9 @@ import {
  * processes that share an account; a hot account costs one lock per batch, not per transfer.
  */
 
-const ACCOUNT_COLUMNS = `id, ledger, code, flags, user_data_128, user_data_64, user_data_32,
+const ACCOUNT_COLUMNS = `id, livemode, ledger, code, flags, user_data_128, user_data_64, user_data_32,
   debits_pending, debits_posted, credits_pending, credits_posted, timestamp`;
-const TRANSFER_COLUMNS = `id, debit_account_id, credit_account_id, amount, pending_id, ledger, code, flags,
+const TRANSFER_COLUMNS = `id, livemode, debit_account_id, credit_account_id, amount, pending_id, ledger, code, flags,
   timeout_s, user_data_128, user_data_64, user_data_32, timestamp`;
 
 type Row = Record<string, unknown>;
@@ -29,6 +29,7 @@ const bigOrNull = (v: unknown): bigint | null => (v === null ? null : BigInt(v a
 export function accountFromRow(r: Row): Account {
   return {
     id: r.id as string,
+    livemode: r.livemode as boolean,
     ledger: r.ledger as number,
     code: r.code as number,
     flags: r.flags as number,
@@ -46,6 +47,7 @@ export function accountFromRow(r: Row): Account {
 export function transferFromRow(r: Row): Transfer {
   return {
     id: r.id as string,
+    livemode: r.livemode as boolean,
     debit_account_id: r.debit_account_id as string,
     credit_account_id: r.credit_account_id as string,
     amount: big(r.amount),
@@ -211,8 +213,8 @@ function insertTransfers(transfers: readonly Transfer[]): Statement {
   return {
     name: 'moneta_ledger_insert_transfers',
     text: `INSERT INTO ledger_transfers (${TRANSFER_COLUMNS})
-           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], $6::int[], $7::int[],
-                                $8::int[], $9::bigint[], $10::uuid[], $11::bigint[], $12::int[], $13::bigint[])`,
+           SELECT * FROM unnest($1::uuid[], $14::boolean[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], $6::int[],
+                                $7::int[], $8::int[], $9::bigint[], $10::uuid[], $11::bigint[], $12::int[], $13::bigint[])`,
     values: [
       transfers.map((t) => t.id),
       transfers.map((t) => t.debit_account_id),
@@ -227,6 +229,7 @@ function insertTransfers(transfers: readonly Transfer[]): Statement {
       transfers.map((t) => t.user_data_64?.toString() ?? null),
       transfers.map((t) => t.user_data_32),
       transfers.map((t) => t.timestamp.toString()),
+      transfers.map((t) => t.livemode),
     ],
   };
 }
@@ -246,8 +249,8 @@ export function insertAccounts(outcome: AccountBatchOutcome): Statement | null {
   return {
     name: 'moneta_ledger_insert_accounts',
     text: `INSERT INTO ledger_accounts (${ACCOUNT_COLUMNS})
-           SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::uuid[], $6::bigint[], $7::int[],
-                                $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])`,
+           SELECT * FROM unnest($1::uuid[], $13::boolean[], $2::int[], $3::int[], $4::int[], $5::uuid[], $6::bigint[],
+                                $7::int[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])`,
     values: [
       a.map((x) => x.id),
       a.map((x) => x.ledger),
@@ -261,6 +264,7 @@ export function insertAccounts(outcome: AccountBatchOutcome): Statement | null {
       a.map(() => '0'),
       a.map(() => '0'),
       a.map((x) => x.timestamp.toString()),
+      a.map((x) => x.livemode),
     ],
   };
 }

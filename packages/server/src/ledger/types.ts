@@ -47,6 +47,8 @@ export type LedgerId = string;
 
 export interface AccountInput {
   id: LedgerId;
+  /** Test (false, the default) or live money; a transfer only sees accounts of its own mode. */
+  livemode?: boolean;
   ledger: number;
   code: number;
   flags: number;
@@ -63,12 +65,15 @@ export interface Balances {
 }
 
 export interface Account extends AccountInput, Balances {
+  livemode: boolean;
   /** Nanoseconds since the epoch, assigned by the ledger when the account was created. */
   timestamp: bigint;
 }
 
 export interface TransferInput {
   id: LedgerId;
+  /** Test (false, the default) or live; accounts and pending transfers of the other mode do not exist for it. */
+  livemode?: boolean;
   debit_account_id: LedgerId;
   credit_account_id: LedgerId;
   /**
@@ -87,7 +92,8 @@ export interface TransferInput {
   user_data_32: number | null;
 }
 
-export interface Transfer extends Omit<TransferInput, 'amount'> {
+export interface Transfer extends Omit<TransferInput, 'amount' | 'livemode'> {
+  livemode: boolean;
   /** What actually moved (a balancing transfer or a full post may differ from the input). */
   amount: bigint;
   timestamp: bigint;

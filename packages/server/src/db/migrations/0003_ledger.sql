@@ -5,6 +5,8 @@
 
 CREATE TABLE ledger_accounts (
   id               uuid PRIMARY KEY,
+  -- Test and live money never meet: a transfer may only name accounts of its own mode.
+  livemode         boolean NOT NULL,
   ledger           integer NOT NULL CHECK (ledger > 0),
   code             integer NOT NULL CHECK (code > 0),
   flags            integer NOT NULL,
@@ -22,6 +24,7 @@ CREATE INDEX ledger_accounts_by_user_data_128 ON ledger_accounts (user_data_128)
 -- Immutable: rows are only ever inserted.
 CREATE TABLE ledger_transfers (
   id                 uuid PRIMARY KEY,
+  livemode           boolean NOT NULL,
   debit_account_id   uuid NOT NULL,
   credit_account_id  uuid NOT NULL,
   amount             bigint NOT NULL CHECK (amount >= 0),
