@@ -9,7 +9,7 @@ import { migrate, migrationsApplied } from './db/migrate.ts';
 import { createPool, type Pool } from './db/pool.ts';
 import { IdempotencyEngine } from './idempotency/index.ts';
 import { startJobs } from './jobs/index.ts';
-import { Ledger } from './ledger/index.ts';
+import { Ledger, makeLedgerOperations } from './ledger/index.ts';
 import { Authenticator, type CreatedMerchant, countMerchants, createMerchant } from './merchants/index.ts';
 import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
@@ -80,6 +80,9 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     engine.register(createCustomerOperation);
     engine.register(updateCustomerOperation);
     const ledger = new Ledger(db.pool);
+    const ledger_operations = makeLedgerOperations(ledger);
+    engine.register(ledger_operations.create_accounts);
+    engine.register(ledger_operations.create_transfers);
     const rate_limiter = createRateLimiter(
       config.redis_url,
       { rate_per_second: config.rate_limit_per_second, burst: config.rate_limit_burst },

@@ -13,6 +13,7 @@ import { observability } from './plugins/observability.ts';
 import { operations } from './plugins/operations.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
+import { ledgerRoutes } from './routes/ledger.ts';
 import type { ApiDeps } from './types.ts';
 
 /**
@@ -70,6 +71,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       async (v1) => {
         await v1.register(authentication, deps);
         await v1.register(customerRoutes, { pool: deps.pool });
+        await v1.register(ledgerRoutes, { ledger: deps.ledger });
       },
       { prefix: '/v1' },
     );

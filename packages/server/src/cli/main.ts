@@ -115,13 +115,18 @@ merchants
   .description('create a merchant and print its API keys (shown once)')
   .requiredOption('--name <name>', 'merchant name (1 to 200 characters)')
   .option('--live', 'also issue live-mode keys')
+  .option('--platform', "the platform's own account: its secret keys may use the ledger API")
   .option('--json', 'print {"id","secret_key","publishable_key"} as JSON')
-  .action(async (opts: { name: string; live?: boolean; json?: boolean }) => {
+  .action(async (opts: { name: string; live?: boolean; platform?: boolean; json?: boolean }) => {
     if (opts.name.trim().length === 0 || opts.name.length > 200) {
       fail('--name must be 1 to 200 characters', EXIT_USAGE);
     }
     const created = await withDatabase((db) =>
-      createMerchant(db.pool, { name: opts.name, with_live_keys: opts.live ?? false }),
+      createMerchant(db.pool, {
+        name: opts.name,
+        with_live_keys: opts.live ?? false,
+        is_platform: opts.platform ?? false,
+      }),
     );
     const out: Record<string, string> = {
       id: created.merchant.id,

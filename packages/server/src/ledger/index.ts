@@ -9,3 +9,13 @@ export { IncrementalVerifier, type Violation, verifyLedger } from './verify.ts';
 export function ledgerId(): string {
   return v7();
 }
+export {
+  type AccountJson,
+  accountFromJson,
+  accountToJson,
+  type TransferJson,
+  transferFromJson,
+  transferToJson,
+} from './json.ts';
+export { type LedgerOperations, ledgerOperations, makeLedgerOperations } from './operations.ts';
+export { listAccountTransfers } from './store.ts';

@@ -76,7 +76,7 @@ export class Ledger {
   private readonly clock = nanoClock();
 
   constructor(
-    private readonly pool: Pool,
+    readonly pool: Pool,
     private readonly opts: LedgerOptions = DEFAULT_LEDGER_OPTIONS,
   ) {
     assert(opts.max_batch >= 1 && opts.max_batch <= MAX_BATCH, 'batch size within 1..MAX_BATCH');

@@ -286,3 +286,47 @@ export async function lookupTransfers(db: Queryable, ids: readonly string[]): Pr
   const byId = new Map(rows.map((r) => [r.id as string, transferFromRow(r)]));
   return ids.flatMap((id) => byId.get(id) ?? []);
 }
+
+export interface TransferPage {
+  data: Transfer[];
+  has_more: boolean;
+}
+
+/**
+ * An account's transfers, newest first, `limit` at a time. The cursor is a transfer id of
+ * the account (Stripe's `starting_after` / `ending_before`); each side is read through its
+ * own (account, timestamp) index and the two are merged.
+ */
+export async function listAccountTransfers(
+  db: Queryable,
+  account_id: string,
+  livemode: boolean,
+  page: { limit: number; starting_after?: string | undefined; ending_before?: string | undefined },
+): Promise<TransferPage | 'bad_cursor'> {
+  const cursor_id = page.starting_after ?? page.ending_before ?? null;
+  let cursor: { timestamp: string; id: string } | null = null;
+  if (cursor_id) {
+    const { rows } = await db.query(
+      `SELECT timestamp FROM ledger_transfers
+        WHERE id = $1 AND livemode = $3 AND (debit_account_id = $2 OR credit_account_id = $2)`,
+      [cursor_id, account_id, livemode],
+    );
+    if (!rows[0]) return 'bad_cursor';
+    cursor = { timestamp: String(rows[0].timestamp), id: cursor_id };
+  }
+  const before = page.ending_before !== undefined;
+  const cmp = before ? '>' : '<';
+  const dir = before ? 'ASC' : 'DESC';
+  const side = (column: string) => `(SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers
+      WHERE ${column} = $1 AND livemode = $2 AND ($3::bigint IS NULL OR (timestamp, id) ${cmp} ($3::bigint, $4::uuid))
+      ORDER BY timestamp ${dir}, id ${dir} LIMIT $5)`;
+  const { rows } = await db.query(
+    `SELECT * FROM (${side('debit_account_id')} UNION ALL ${side('credit_account_id')}) t
+      ORDER BY timestamp ${dir}, id ${dir} LIMIT $5`,
+    [account_id, livemode, cursor?.timestamp ?? null, cursor?.id ?? null, page.limit + 1],
+  );
+  const has_more = rows.length > page.limit;
+  const data = rows.slice(0, page.limit).map(transferFromRow);
+  if (before) data.reverse();
+  return { data, has_more };
+}

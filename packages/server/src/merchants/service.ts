@@ -7,6 +7,7 @@ export interface Merchant {
   id: string;
   name: string;
   is_demo: boolean;
+  is_platform: boolean;
   created_at: Date;
 }
 
@@ -27,6 +28,8 @@ export interface AuthenticatedKey {
   kind: KeyKind;
   livemode: boolean;
   expires_at_ms: number | null;
+  /** The platform's own keys: they may use the operator APIs (the ledger). */
+  platform: boolean;
 }
 
 const MAX_NAME_LENGTH = 200;
@@ -49,7 +52,7 @@ async function issuePair(db: Queryable, merchant_id: string, livemode: boolean):
 
 export async function createMerchant(
   pool: Pool,
-  input: { name: string; is_demo?: boolean; with_live_keys?: boolean },
+  input: { name: string; is_demo?: boolean; is_platform?: boolean; with_live_keys?: boolean },
 ): Promise<CreatedMerchant> {
   const name = input.name.trim();
   if (name.length === 0 || name.length > MAX_NAME_LENGTH) {
@@ -58,8 +61,9 @@ export async function createMerchant(
   return withTransaction(pool, async (tx) => {
     const id = newId('acct');
     const { rows } = await tx.query(
-      'INSERT INTO merchants (id, name, is_demo) VALUES ($1, $2, $3) RETURNING id, name, is_demo, created_at',
-      [id, name, input.is_demo ?? false],
+      `INSERT INTO merchants (id, name, is_demo, is_platform) VALUES ($1, $2, $3, $4)
+       RETURNING id, name, is_demo, is_platform, created_at`,
+      [id, name, input.is_demo ?? false, input.is_platform ?? false],
     );
     const test = await issuePair(tx, id, false);
     const live = input.with_live_keys ? await issuePair(tx, id, true) : null;
@@ -84,7 +88,8 @@ export async function findActiveKey(
   const parsed = parseApiKey(raw);
   if (!parsed) return null;
   const { rows } = await db.query(
-    'SELECT id, merchant_id, kind, livemode, expires_at FROM api_keys WHERE key_hash = $1',
+    `SELECT k.id, k.merchant_id, k.kind, k.livemode, k.expires_at, m.is_platform
+       FROM api_keys k JOIN merchants m ON m.id = k.merchant_id WHERE k.key_hash = $1`,
     [hashApiKey(raw)],
   );
   const row = rows[0];
@@ -102,6 +107,7 @@ export async function findActiveKey(
     kind: row.kind,
     livemode: row.livemode,
     expires_at_ms,
+    platform: row.is_platform,
   };
 }
 

@@ -63,3 +63,7 @@ CREATE TABLE ledger_account_balances (
   credits_posted   bigint NOT NULL,
   PRIMARY KEY (account_id, timestamp, transfer_id)
 );
+
+-- The ledger's HTTP API is for the platform's operators and internal services, not for
+-- merchants: only keys of a platform merchant (moneta merchants create --platform) may use it.
+ALTER TABLE merchants ADD COLUMN is_platform boolean NOT NULL DEFAULT false;
