@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
+import { ledgerId } from '../ledger/index.ts';
+import { createMerchant } from '../merchants/index.ts';
 
 /**
  * Property: whatever a client throws at any route — random methods, paths, query strings,
@@ -9,6 +11,8 @@ import { startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
  */
 let t: TestMoneta;
 let existingId: string;
+let platformKey: string;
+const accountId = ledgerId();
 
 beforeAll(async () => {
   t = await startTestMoneta({ MONETA_RATE_LIMIT_PER_SECOND: '1000000', MONETA_RATE_LIMIT_BURST: '1000000' });
@@ -18,11 +22,24 @@ beforeAll(async () => {
     body: 'name=Fuzz',
   });
   existingId = ((await res.json()) as { id: string }).id;
+  platformKey = (await createMerchant(t.pool, { name: 'Fuzz platform', is_platform: true })).test.secret_key;
+  await fetch(`${t.url}/v1/ledger/accounts`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${platformKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ accounts: [{ id: accountId, ledger: 840, code: 1 }] }),
+  });
 });
 afterAll(async () => t?.close());
 
 async function snapshot(withKeys: boolean): Promise<string> {
-  const tables = ['merchants', 'api_keys', 'customers', ...(withKeys ? ['idempotency_keys'] : [])];
+  const tables = [
+    'merchants',
+    'api_keys',
+    'customers',
+    'ledger_accounts',
+    'ledger_transfers',
+    ...(withKeys ? ['idempotency_keys'] : []),
+  ];
   const parts = [];
   for (const table of tables) {
     const { rows } = await t.pool.query(
@@ -65,6 +82,14 @@ const paramName = fc.oneof(
     'created',
     'expand',
     'id',
+    'accounts',
+    'transfers',
+    'amount',
+    'ledger',
+    'code',
+    'flags',
+    'debit_account_id',
+    'pending_id',
   ),
   fc.string({ maxLength: 12 }),
 );
@@ -79,6 +104,13 @@ const rawForm = fc.string({ maxLength: 80 });
 const path = fc.oneof(
   fc.constantFrom('/v1/customers', '/healthz', '/readyz', '/v1', '/', '/v1/customers/', '/v1/customers/x/y'),
   fc.constant('EXISTING').map(() => `/v1/customers/${existingId}`),
+  fc.constantFrom(
+    '/v1/ledger/accounts',
+    '/v1/ledger/transfers',
+    `/v1/ledger/accounts/${accountId}`,
+    `/v1/ledger/accounts/${accountId}/transfers`,
+    '/v1/ledger/transfers/x',
+  ),
   fc.string({ maxLength: 40 }).map((s) => `/v1/customers/${encodeURIComponent(s)}`),
   fc.string({ maxLength: 20 }).map((s) => `/${encodeURIComponent(s)}`),
 );
@@ -95,7 +127,7 @@ const request = fc.record({
     rawForm.map((b) => ({ type: 'application/json', b })),
     rawForm.map((b) => ({ type: 'text/plain', b })),
   ),
-  auth: fc.constantFrom('secret', 'publishable', 'live', 'garbage', 'none', 'basic'),
+  auth: fc.constantFrom('secret', 'publishable', 'live', 'garbage', 'none', 'basic', 'platform'),
   idempotency: fc.oneof(fc.constant(undefined), fc.string({ maxLength: 300 }), fc.constant('k'.repeat(256))),
 });
 
@@ -109,6 +141,7 @@ describe('random requests', () => {
           publishable: t.publishable_key,
           live: t.live_secret_key,
           garbage: 'sk_test_nope',
+          platform: platformKey,
         }[r.auth as 'secret'];
         if (key) headers.authorization = `Bearer ${key}`;
         if (r.auth === 'basic')
@@ -140,7 +173,7 @@ describe('random requests', () => {
           // A 404 after work started is stored under its idempotency key (Stripe semantics);
           // nothing else a refused request does may touch the database.
           expect(await snapshot(res.status !== 404), `${r.method} ${url} changed the database`).toBe(
-            res.status === 404 ? before.split(':').slice(0, 3).join(':') : before,
+            res.status === 404 ? before.split(':').slice(0, -1).join(':') : before,
           );
         }
       }),
