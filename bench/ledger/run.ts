@@ -24,6 +24,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CALLERS = 20;
+/** Comma-separated subset of baseline,single,hot,batch (for profiling one of them). */
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'baseline,single,hot,batch').split(','));
 const ACCOUNTS = 1_000;
 const USD = 840;
 
@@ -122,27 +124,36 @@ async function main() {
       return [a, b];
     };
     for (let run = 1; run <= RUNS; run += 1) {
-      const baseline = await timed(CALLERS, async () => {
-        await pool.query('INSERT INTO bench_commits (v) VALUES ($1)', [run]);
-        return 1;
-      });
-      const single = await timed(CALLERS, async () => {
-        const [r] = await ledger.createTransfers([transfer(...pair())]);
-        if (r !== 'ok') throw new Error(`transfer failed: ${r}`);
-        return 1;
-      });
-      const hot_rate = await timed(CALLERS, async () => {
-        const [r] = await ledger.createTransfers([transfer(hot, pick())]);
-        if (r !== 'ok') throw new Error(`transfer failed: ${r}`);
-        return 1;
-      });
-      const batch = await timed(2, async () => {
-        const results = await ledger.createTransfers(
-          Array.from({ length: MAX_BATCH }, () => transfer(...pair())),
-        );
-        if (results.some((r) => r !== 'ok')) throw new Error('batch transfer failed');
-        return MAX_BATCH;
-      });
+      const skip = async () => Number.NaN;
+      const baseline = !ONLY.has('baseline')
+        ? await skip()
+        : await timed(CALLERS, async () => {
+            await pool.query('INSERT INTO bench_commits (v) VALUES ($1)', [run]);
+            return 1;
+          });
+      const single = !ONLY.has('single')
+        ? await skip()
+        : await timed(CALLERS, async () => {
+            const [r] = await ledger.createTransfers([transfer(...pair())]);
+            if (r !== 'ok') throw new Error(`transfer failed: ${r}`);
+            return 1;
+          });
+      const hot_rate = !ONLY.has('hot')
+        ? await skip()
+        : await timed(CALLERS, async () => {
+            const [r] = await ledger.createTransfers([transfer(hot, pick())]);
+            if (r !== 'ok') throw new Error(`transfer failed: ${r}`);
+            return 1;
+          });
+      const batch = !ONLY.has('batch')
+        ? await skip()
+        : await timed(2, async () => {
+            const results = await ledger.createTransfers(
+              Array.from({ length: MAX_BATCH }, () => transfer(...pair())),
+            );
+            if (results.some((r) => r !== 'ok')) throw new Error('batch transfer failed');
+            return MAX_BATCH;
+          });
       runs.baseline.push(baseline);
       runs.single.push(single);
       runs.hot.push(hot_rate);

@@ -91,11 +91,13 @@ export function applyTransfers(
       undo = newUndo(out);
     }
     const now = clock();
-    if (chain_failed) {
-      out.results[i] = 'linked_event_failed';
-    } else if (linked && i === inputs.length - 1) {
+    // An open chain is reported on its last event even when the chain already failed
+    // (TigerBeetle checks it first).
+    if (linked && i === inputs.length - 1) {
       out.results[i] = 'linked_event_chain_open';
       chain_failed = true;
+    } else if (chain_failed) {
+      out.results[i] = 'linked_event_failed';
     } else {
       out.results[i] = applyOne(input, state, out, now, undo);
       if (out.results[i] !== 'ok' && chain_start !== null) chain_failed = true;
@@ -206,6 +208,10 @@ function applyOne(
   if (has(dr.flags, AccountFlags.closed)) return 'debit_account_already_closed';
   if (has(cr.flags, AccountFlags.closed)) return 'credit_account_already_closed';
   const amount = balancedAmount(t, dr, cr);
+  // No room at all: a balancing transfer that would move nothing is refused (a zero-amount
+  // pending transfer could never be posted).
+  if (amount === 0n)
+    return has(t.flags, TransferFlags.balancing_debit) ? 'exceeds_credits' : 'exceeds_debits';
   const pending = has(t.flags, TransferFlags.pending);
   const overflow = checkOverflow(dr, cr, amount, pending, t.timeout_s, now);
   if (overflow) return overflow;
@@ -514,11 +520,11 @@ export function applyAccounts(
       chain_created = out.length;
     }
     const timestamp = clock();
-    if (chain_failed) results[i] = 'linked_event_failed';
-    else if (linked && i === inputs.length - 1) {
+    if (linked && i === inputs.length - 1) {
       results[i] = 'linked_event_chain_open';
       chain_failed = true;
-    } else {
+    } else if (chain_failed) results[i] = 'linked_event_failed';
+    else {
       results[i] = checkAccount(a, seen.get(a.id));
       if (results[i] === 'ok') {
         const account: Account = {

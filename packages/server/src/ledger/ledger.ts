@@ -8,6 +8,7 @@ import {
   type TransferBatchState,
 } from './engine.ts';
 import {
+  anyTransferExists,
   findExpiredPending,
   insertAccounts,
   loadAccountsForCreate,
@@ -179,24 +180,74 @@ export class Ledger {
     }
   }
 
+  /**
+   * Optimistic first: a batch's ids are almost always new (retries are rare), so it skips
+   * reading them and proves the assumption instead. An `ok` transfer whose id exists fails the
+   * insert (unique violation); a failed one whose result could have been `exists*` is looked
+   * up. Either way the batch is redone carefully, reading every id first.
+   */
   private async commitBatch(inputs: readonly TransferInput[]): Promise<CreateTransferResult[]> {
+    let careful = false;
     for (let attempt = 1; ; attempt += 1) {
       try {
         return await withTransaction(this.pool, async (tx) => {
-          const state = await loadTransferBatch(tx, inputs);
+          const state = await loadTransferBatch(tx, inputs, careful);
           const before = snapshot(state);
           const outcome = applyTransfers(inputs, state, this.clock);
           assertBatchInvariants(before, state, outcome);
+          if (!careful) {
+            const suspects = inputs
+              .filter((_t, i) => !DECIDED_BEFORE_EXISTS.has(outcome.results[i]!))
+              .map((t) => t.id);
+            if (suspects.length > 0 && (await anyTransferExists(tx, suspects))) throw new RetryCarefully();
+          }
           await tx.commit(transferBatchWrites(outcome, state, this.clock()));
           return outcome.results;
         });
       } catch (err) {
-        if (attempt < MAX_BATCH_ATTEMPTS && isUniqueViolation(err)) continue;
+        const retry = err instanceof RetryCarefully || isUniqueViolation(err);
+        if (retry && attempt < MAX_BATCH_ATTEMPTS) {
+          careful = true;
+          continue;
+        }
         throw err;
       }
     }
   }
 }
+
+/** The optimistic pass met an id that already exists: redo the batch reading every id. */
+class RetryCarefully extends Error {}
+
+/**
+ * Results that do not depend on whether the transfer's id exists: `ok` (a duplicate fails
+ * the insert instead) and the checks that come before the exists check.
+ */
+const DECIDED_BEFORE_EXISTS = new Set<CreateTransferResult>([
+  'ok',
+  'linked_event_chain_open',
+  'reserved_flag',
+  'id_must_not_be_zero',
+  'id_must_not_be_int_max',
+  'flags_are_mutually_exclusive',
+  'debit_account_id_must_not_be_zero',
+  'debit_account_id_must_not_be_int_max',
+  'credit_account_id_must_not_be_zero',
+  'credit_account_id_must_not_be_int_max',
+  'accounts_must_be_different',
+  'pending_id_must_be_zero',
+  'pending_id_must_not_be_zero',
+  'pending_id_must_not_be_int_max',
+  'pending_id_must_be_different',
+  'timeout_reserved_for_pending_transfer',
+  'amount_must_not_be_zero',
+  'ledger_must_not_be_zero',
+  'code_must_not_be_zero',
+  'debit_account_not_found',
+  'credit_account_not_found',
+  'accounts_must_have_the_same_ledger',
+  'transfer_must_have_the_same_ledger_as_accounts',
+]);
 
 export class LedgerOverloaded extends Error {
   constructor(queued: number) {

@@ -11,6 +11,7 @@ import { createPool, type Pool } from '../db/pool.ts';
 import {
   AccountFlags,
   type AccountInput,
+  AMOUNT_MAX,
   Ledger,
   ledgerId,
   MAX_ID,
@@ -89,6 +90,9 @@ const accountRetry = fc.record({
     'user_data_32',
     'ledger',
     'code',
+    'ledger0',
+    'code0',
+    'both_limits',
   ),
 });
 
@@ -133,10 +137,15 @@ type TransferOp = typeof transferOp extends fc.Arbitrary<infer T> ? T : never;
 
 const scenario = fc.record({
   accounts: fc
-    .tuple(fc.array(coreAccountSpec, { minLength: 3, maxLength: 3 }), fc.array(accountSpec, { maxLength: 3 }))
+    .tuple(
+      fc.array(coreAccountSpec, { minLength: 3, maxLength: 3 }),
+      fc.array(accountSpec, { minLength: 1, maxLength: 3 }),
+    )
     .map(([core, extra]) => [...core, ...extra]),
   split: fc.nat(6),
   account_retries: fc.array(accountRetry, { maxLength: 3 }),
+  /** Retry in the same call as the second half of the accounts, rather than in a call of its own. */
+  retries_with_accounts: fc.boolean(),
   calls: fc.array(fc.array(transferOp, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 10 }),
 });
 
@@ -206,6 +215,16 @@ function retryAccount(a: AccountInput, change: string): AccountInput {
       return { ...a, ledger: a.ledger === USD ? EUR : USD };
     case 'code':
       return { ...a, code: a.code + 10 };
+    case 'ledger0':
+      return { ...a, ledger: 0 };
+    case 'code0':
+      return { ...a, code: 0 };
+    case 'both_limits':
+      return {
+        ...a,
+        flags:
+          a.flags | AccountFlags.debits_must_not_exceed_credits | AccountFlags.credits_must_not_exceed_debits,
+      };
     default:
       return { ...a };
   }
@@ -304,12 +323,16 @@ function postOrVoid(w: World, o: TransferOp, kind: 'post' | 'void', linked: numb
 }
 
 function retry(w: World, o: TransferOp): TransferInput | undefined {
-  // Mostly a transfer that was stored; sometimes any earlier one (maybe refused).
+  // Mostly a transfer that was stored (often a post or void); sometimes any earlier one (maybe refused).
   const stored = w.history.filter((t) => w.ref.transfer(t.id) !== undefined);
-  const original = (o.pick % 4 !== 0 ? choose(stored, o.pick) : undefined) ?? choose(w.history, o.pick);
+  const resolving = stored.filter((t) => t.pending_id !== null);
+  const original =
+    (o.pick % 4 === 1 ? choose(resolving, o.pick) : undefined) ??
+    (o.pick % 4 !== 0 ? choose(stored, o.pick) : undefined) ??
+    choose(w.history, o.pick);
   if (!original) return undefined;
   const t = { ...original };
-  switch (o.variant % 12) {
+  switch (o.variant % 13) {
     case 0:
       t.amount = (t.amount ?? 0n) + 1n;
       break;
@@ -340,6 +363,11 @@ function retry(w: World, o: TransferOp): TransferInput | undefined {
     case 9:
       t.timeout_s = t.timeout_s === 0 ? TIMEOUT_S : 0;
       break;
+    case 10: {
+      const other = w.history.filter((h) => (h.flags & TransferFlags.pending) !== 0 && h.id !== t.pending_id);
+      t.pending_id = choose(other, o.pick)?.id ?? ledgerId();
+      break;
+    }
     default:
       break; // the same transfer again: exists
   }
@@ -392,7 +420,7 @@ function transferInput(w: World, o: TransferOp): TransferInput {
 function odd(w: World, o: TransferOp, plain: (flags: number) => TransferInput): TransferInput {
   const t = plain(0);
   const some_id = choose(w.history, o.pick)?.id ?? ledgerId();
-  switch (o.variant % 22) {
+  switch (o.variant % 23) {
     case 0:
       t.flags |= RESERVED_BIT;
       break;
@@ -457,6 +485,11 @@ function odd(w: World, o: TransferOp, plain: (flags: number) => TransferInput): 
       break;
     case 19:
       t.flags |= TransferFlags.balancing_debit | TransferFlags.balancing_credit;
+      break;
+    case 22:
+      // Near the top of the range: later transfers on these accounts overflow.
+      t.amount = AMOUNT_MAX - o.amount;
+      if (o.timeout) t.flags |= TransferFlags.pending;
       break;
     case 20:
       t.flags |= TransferFlags.balancing_credit;
@@ -538,7 +571,10 @@ describe('ledger against the reference model', () => {
         const retries = s.account_retries.map((r) =>
           retryAccount(accounts[r.pick % accounts.length]!, r.change),
         );
-        for (const call of [accounts.slice(0, split), accounts.slice(split), retries]) {
+        const account_calls = s.retries_with_accounts
+          ? [accounts.slice(0, split), [...accounts.slice(split), ...retries]]
+          : [accounts.slice(0, split), accounts.slice(split), retries];
+        for (const call of account_calls) {
           if (call.length === 0) continue;
           const expected = ref.createAccounts(call);
           const actual = await ledger.createAccounts(call);

@@ -66,11 +66,11 @@ function runChains<E extends { flags: number }, R extends string>(
     const saved = save();
     let failed = false;
     for (let i = start; i <= end; i += 1) {
-      if (failed) {
-        results[i] = 'linked_event_failed'; // QUIRK1
-      } else if (open && i === end) {
+      if (open && i === end) {
         results[i] = 'linked_event_chain_open';
         failed = true;
+      } else if (failed) {
+        results[i] = 'linked_event_failed';
       } else {
         const r = evaluate(events[i]!);
         results[i] = r;
@@ -208,6 +208,8 @@ export class ReferenceLedger {
     if (balancing_credit) {
       amount = minBig(amount, maxBig(0n, cr.debits_posted - cr.credits_posted - cr.credits_pending));
     }
+    // A balancing transfer with no room at all moves nothing: refused, like a zero amount.
+    if (amount === 0n) return balancing_debit ? 'exceeds_credits' : 'exceeds_debits';
 
     if (pending) {
       if (dr.debits_pending + amount > AMOUNT_MAX) return 'overflows_debits_pending';

@@ -75,6 +75,7 @@ const isPostOrVoid = (t: TransferInput) =>
 export async function loadTransferBatch(
   tx: Tx,
   inputs: readonly TransferInput[],
+  careful: boolean,
 ): Promise<TransferBatchState> {
   const pending_ids = new Set<string>();
   const account_ids = new Set<string>();
@@ -82,7 +83,11 @@ export async function loadTransferBatch(
     if (isPostOrVoid(t) && t.pending_id) pending_ids.add(t.pending_id);
     for (const id of [t.debit_account_id, t.credit_account_id]) if (id !== ZERO_ID) account_ids.add(id);
   }
-  const transfer_ids = [...new Set([...inputs.map((t) => t.id), ...pending_ids])];
+  // Optimistic (not careful): only the pending transfers named by posts and voids are read;
+  // a batch's own ids are assumed new, and the writer proves it afterwards (see Ledger).
+  const transfer_ids = careful
+    ? [...new Set([...inputs.map((t) => t.id), ...pending_ids])]
+    : [...pending_ids];
   return loadLedgerState(tx, transfer_ids, pending_ids, account_ids);
 }
 
@@ -93,13 +98,15 @@ export async function loadLedgerState(
   pending_ids: ReadonlySet<string>,
   account_ids: Set<string>,
 ): Promise<TransferBatchState> {
-  const stored = await tx.query({
-    name: 'moneta_ledger_load_transfers',
-    text: `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::uuid[])`,
-    values: [transfer_ids],
-  });
   const transfers = new Map<string, Transfer>();
-  for (const row of stored.rows) transfers.set(row.id as string, transferFromRow(row));
+  if (transfer_ids.length > 0) {
+    const stored = await tx.query({
+      name: 'moneta_ledger_load_transfers',
+      text: `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::uuid[])`,
+      values: [transfer_ids],
+    });
+    for (const row of stored.rows) transfers.set(row.id as string, transferFromRow(row));
+  }
   const referenced: Transfer[] = [];
   for (const id of pending_ids) {
     const t = transfers.get(id);
@@ -329,4 +336,14 @@ export async function listAccountTransfers(
   const data = rows.slice(0, page.limit).map(transferFromRow);
   if (before) data.reverse();
   return { data, has_more };
+}
+
+/** True when any of `ids` is a stored transfer. */
+export async function anyTransferExists(tx: Tx, ids: readonly string[]): Promise<boolean> {
+  const { rows } = await tx.query({
+    name: 'moneta_ledger_any_transfer',
+    text: 'SELECT 1 FROM ledger_transfers WHERE id = ANY($1::uuid[]) LIMIT 1',
+    values: [ids],
+  });
+  return rows.length > 0;
 }
