@@ -17,7 +17,13 @@ import pg from 'pg';
 import { EmbeddedPostgres } from '../../packages/server/src/db/embedded.ts';
 import { migrate } from '../../packages/server/src/db/migrate.ts';
 import { createPool, type Pool } from '../../packages/server/src/db/pool.ts';
-import { Ledger, ledgerId, MAX_BATCH, type TransferInput } from '../../packages/server/src/ledger/index.ts';
+import {
+  DEFAULT_LEDGER_OPTIONS,
+  Ledger,
+  ledgerId,
+  MAX_BATCH,
+  type TransferInput,
+} from '../../packages/server/src/ledger/index.ts';
 import { createLogger } from '../../packages/server/src/ops/logger.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -42,7 +48,12 @@ async function timed(callers: number, step: () => Promise<number>): Promise<numb
   let done = 0;
   await Promise.all(
     Array.from({ length: callers }, async () => {
-      while (Date.now() < deadline) done += await step();
+      while (Date.now() < deadline) {
+        // Not `done += await step()`: that reads `done` before the await and loses the
+        // other callers' counts.
+        const n = await step();
+        done += n;
+      }
     }),
   );
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -112,7 +123,10 @@ async function main() {
   };
   try {
     await migrate(pool);
-    const ledger = new Ledger(pool);
+    const ledger = new Ledger(pool, {
+      ...DEFAULT_LEDGER_OPTIONS,
+      max_in_flight: Number(process.env.BENCH_IN_FLIGHT ?? DEFAULT_LEDGER_OPTIONS.max_in_flight),
+    });
     const ids = await setup(pool, ledger);
     const hot = ids[ACCOUNTS]!;
     const spread = ids.slice(0, ACCOUNTS);
