@@ -115,6 +115,47 @@ describe('ledger API', () => {
     expect(bad.body.error.param).toBe('starting_after');
   });
 
+  it('reads past balances of a history account and finds transfers and accounts by user data', async () => {
+    const [a, b, order] = [ledgerId(), ledgerId(), ledgerId()];
+    await post('/v1/ledger/accounts', {
+      accounts: [
+        { id: a, ledger: 840, code: 1, flags: ['history'], user_data_128: order },
+        { id: b, ledger: 840, code: 1 },
+      ],
+    });
+    const first = ledgerId();
+    await post('/v1/ledger/transfers', {
+      transfers: [
+        {
+          id: first,
+          debit_account_id: a,
+          credit_account_id: b,
+          amount: 100,
+          ledger: 840,
+          code: 1,
+          user_data_128: order,
+        },
+      ],
+    });
+    const between = (await get(`/v1/ledger/transfers/${first}`)).body.timestamp as string;
+    await post('/v1/ledger/transfers', {
+      transfers: [
+        { id: ledgerId(), debit_account_id: a, credit_account_id: b, amount: 50, ledger: 840, code: 1 },
+      ],
+    });
+    const then = await get(`/v1/ledger/accounts/${a}/balances?timestamp=${between}`);
+    expect(then.body).toMatchObject({ object: 'ledger.balance', debits_posted: '100' });
+    const before = await get(`/v1/ledger/accounts/${a}/balances?timestamp=1`);
+    expect(before.body.debits_posted).toBe('0');
+    expect((await get(`/v1/ledger/accounts/${a}`)).body.debits_posted).toBe('150');
+    const noHistory = await get(`/v1/ledger/accounts/${b}/balances?timestamp=${between}`);
+    expect(noHistory.status).toBe(400);
+    const found = await get(`/v1/ledger/transfers?user_data_128=${order}`);
+    expect(found.body.data.map((t: { id: string }) => t.id)).toEqual([first]);
+    const owned = await get(`/v1/ledger/accounts?user_data_128=${order}`);
+    expect(owned.body.data.map((x: { id: string }) => x.id)).toEqual([a]);
+  });
+
   it('bad input is a 400 naming the field and writes nothing', async () => {
     const before = await countRows(t.pool, 'ledger_transfers');
     const cases: [unknown, string][] = [

@@ -18,4 +18,4 @@ export {
   transferToJson,
 } from './json.ts';
 export { type LedgerOperations, ledgerOperations, makeLedgerOperations } from './operations.ts';
-export { listAccountTransfers } from './store.ts';
+export { accountsByUserData, balancesAt, listAccountTransfers, transfersByUserData } from './store.ts';

@@ -347,3 +347,62 @@ export async function anyTransferExists(tx: Tx, ids: readonly string[]): Promise
   });
   return rows.length > 0;
 }
+
+/**
+ * An account's balances as they were at `timestamp` (nanoseconds), for accounts with the
+ * `history` flag: the balances after the last transfer at or before it, zero before the first.
+ */
+export async function balancesAt(
+  db: Queryable,
+  account_id: string,
+  timestamp: bigint,
+): Promise<{
+  debits_pending: bigint;
+  debits_posted: bigint;
+  credits_pending: bigint;
+  credits_posted: bigint;
+}> {
+  const { rows } = await db.query(
+    `SELECT debits_pending, debits_posted, credits_pending, credits_posted FROM ledger_account_balances
+      WHERE account_id = $1 AND timestamp <= $2 ORDER BY timestamp DESC, transfer_id DESC LIMIT 1`,
+    [account_id, timestamp.toString()],
+  );
+  const r = rows[0];
+  if (!r) return { debits_pending: 0n, debits_posted: 0n, credits_pending: 0n, credits_posted: 0n };
+  return {
+    debits_pending: big(r.debits_pending),
+    debits_posted: big(r.debits_posted),
+    credits_pending: big(r.credits_pending),
+    credits_posted: big(r.credits_posted),
+  };
+}
+
+/** Transfers carrying a `user_data_128` (a payment intent's id, say), newest first. */
+export async function transfersByUserData(
+  db: Queryable,
+  livemode: boolean,
+  user_data_128: string,
+  limit: number,
+): Promise<TransferPage> {
+  const { rows } = await db.query(
+    `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE user_data_128 = $1 AND livemode = $2
+      ORDER BY timestamp DESC, id DESC LIMIT $3`,
+    [user_data_128, livemode, limit + 1],
+  );
+  return { data: rows.slice(0, limit).map(transferFromRow), has_more: rows.length > limit };
+}
+
+/** Accounts carrying a `user_data_128` (a merchant's id, say), oldest first. */
+export async function accountsByUserData(
+  db: Queryable,
+  livemode: boolean,
+  user_data_128: string,
+  limit: number,
+): Promise<{ data: Account[]; has_more: boolean }> {
+  const { rows } = await db.query(
+    `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE user_data_128 = $1 AND livemode = $2
+      ORDER BY timestamp, id LIMIT $3`,
+    [user_data_128, livemode, limit + 1],
+  );
+  return { data: rows.slice(0, limit).map(accountFromRow), has_more: rows.length > limit };
+}

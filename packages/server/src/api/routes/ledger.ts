@@ -3,7 +3,9 @@ import {
   AccountFlags,
   type AccountJson,
   accountFromJson,
+  accountsByUserData,
   accountToJson,
+  balancesAt,
   type Ledger,
   ledgerOperations,
   listAccountTransfers,
@@ -11,6 +13,7 @@ import {
   TransferFlags,
   type TransferJson,
   transferFromJson,
+  transfersByUserData,
   transferToJson,
 } from '../../ledger/index.ts';
 import { invalidRequest, permissionError, resourceMissing } from '../../lib/errors.ts';
@@ -171,6 +174,75 @@ export async function ledgerRoutes(app: FastifyInstance, opts: { ledger: Ledger 
       });
     },
   );
+
+  app.get(
+    '/ledger/accounts/:id/balances',
+    {
+      schema: {
+        params: uuidParam,
+        querystring: {
+          type: 'object',
+          properties: { timestamp: { type: 'string', pattern: '^[0-9]{1,19}$' } },
+          required: ['timestamp'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const { timestamp } = req.query as { timestamp: string };
+      const [account] = await ledger.lookupAccounts([id]);
+      if (!account || account.livemode !== livemode(req)) throw resourceMissing('ledger account', id);
+      if ((account.flags & AccountFlags.history) === 0) {
+        throw invalidRequest(
+          'This account does not keep history: create it with the `history` flag to read past balances.',
+          'id',
+        );
+      }
+      const b = await balancesAt(ledger.pool, id, BigInt(timestamp));
+      return app.sendJson(reply, 200, {
+        object: 'ledger.balance',
+        account_id: id,
+        timestamp,
+        debits_pending: b.debits_pending.toString(),
+        debits_posted: b.debits_posted.toString(),
+        credits_pending: b.credits_pending.toString(),
+        credits_posted: b.credits_posted.toString(),
+      });
+    },
+  );
+
+  const byUserData = {
+    type: 'object',
+    properties: {
+      user_data_128: UUID,
+      limit: { type: 'integer', minimum: 1, maximum: MAX_LIST_LIMIT, default: 10 },
+    },
+    required: ['user_data_128'],
+    additionalProperties: false,
+  } as const;
+
+  app.get('/ledger/transfers', { schema: { querystring: byUserData } }, async (req, reply) => {
+    const { user_data_128, limit } = req.query as { user_data_128: string; limit: number };
+    const page = await transfersByUserData(ledger.pool, livemode(req), user_data_128, limit);
+    return app.sendJson(reply, 200, {
+      object: 'list',
+      url: '/v1/ledger/transfers',
+      has_more: page.has_more,
+      data: page.data.map(transferToJson),
+    });
+  });
+
+  app.get('/ledger/accounts', { schema: { querystring: byUserData } }, async (req, reply) => {
+    const { user_data_128, limit } = req.query as { user_data_128: string; limit: number };
+    const page = await accountsByUserData(ledger.pool, livemode(req), user_data_128, limit);
+    return app.sendJson(reply, 200, {
+      object: 'list',
+      url: '/v1/ledger/accounts',
+      has_more: page.has_more,
+      data: page.data.map(accountToJson),
+    });
+  });
 
   app.get(
     '/ledger/transfers/:id',
