@@ -13,14 +13,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import pg from 'pg';
-import { EmbeddedPostgres } from '../../packages/server/src/db/embedded.ts';
-import { createLogger } from '../../packages/server/src/ops/logger.ts';
+import { benchDatabase, machine, median } from '../lib.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -82,28 +79,9 @@ async function load(
   };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-
 async function main() {
-  let embedded: EmbeddedPostgres | null = null;
-  let tmp: string | null = null;
-  let admin_url = process.env.DATABASE_URL;
-  if (!admin_url) {
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'moneta-bench-'));
-    embedded = new EmbeddedPostgres(tmp, createLogger('warn'));
-    admin_url = await embedded.start();
-  }
-  const dbName = `moneta_bench_${Date.now()}`;
-  const admin = new pg.Client({ connectionString: admin_url });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  const u = new URL(admin_url);
-  u.pathname = `/${dbName}`;
-  const db_url = u.toString();
+  const db = await benchDatabase('moneta-bench');
+  const db_url = db.url;
   const sides = [await startSide('bare', db_url), await startSide('moneta', db_url)];
   const results: Record<
     string,
@@ -139,15 +117,12 @@ async function main() {
   } finally {
     for (const side of sides) side.child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 500));
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await admin.end();
-    await embedded?.stop();
-    if (tmp) await rm(tmp, { recursive: true, force: true });
+    await db.close();
   }
   const summary = {
     date: new Date().toISOString(),
-    machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.cpus()[0]?.model ?? ''}`,
-    database: embedded ? 'embedded PostgreSQL 15' : 'DATABASE_URL',
+    machine: machine(),
+    database: db.kind,
     connections: CONNECTIONS,
     seconds_per_round: SECONDS,
     rounds: ROUNDS,

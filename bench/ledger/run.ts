@@ -9,12 +9,9 @@
  *
  *   npm run bench:ledger        BENCH_RUNS=3 BENCH_SECONDS=5
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { EmbeddedPostgres } from '../../packages/server/src/db/embedded.ts';
 import { migrate } from '../../packages/server/src/db/migrate.ts';
 import { createPool, type Pool } from '../../packages/server/src/db/pool.ts';
 import {
@@ -24,7 +21,8 @@ import {
   MAX_BATCH,
   type TransferInput,
 } from '../../packages/server/src/ledger/index.ts';
-import { createLogger } from '../../packages/server/src/ops/logger.ts';
+import { accountInput, transferInput } from '../../packages/server/test/ledger-fixtures.ts';
+import { benchDatabase, machine, median } from '../lib.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -33,13 +31,6 @@ const CALLERS = 20;
 /** Comma-separated subset of baseline,single,hot,batch (for profiling one of them). */
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'baseline,single,hot,batch').split(','));
 const ACCOUNTS = 1_000;
-const USD = 840;
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 /** Runs `callers` loops of `step` for SECONDS; returns completed units per second. */
 async function timed(callers: number, step: () => Promise<number>): Promise<number> {
@@ -61,57 +52,21 @@ async function timed(callers: number, step: () => Promise<number>): Promise<numb
 }
 
 function transfer(debit: string, credit: string): TransferInput {
-  return {
-    id: ledgerId(),
-    debit_account_id: debit,
-    credit_account_id: credit,
-    amount: 1n + BigInt(Math.floor(Math.random() * 10_000)),
-    pending_id: null,
-    ledger: USD,
-    code: 1,
-    flags: 0,
-    timeout_s: 0,
-    user_data_128: null,
-    user_data_64: null,
-    user_data_32: null,
-  };
+  return transferInput(debit, credit, 1n + BigInt(Math.floor(Math.random() * 10_000)));
 }
 
 async function setup(pool: Pool, ledger: Ledger): Promise<string[]> {
   await pool.query('CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, v bigint NOT NULL)');
   const ids = Array.from({ length: ACCOUNTS + 1 }, () => ledgerId());
-  const results = await ledger.createAccounts(
-    ids.map((id) => ({
-      id,
-      ledger: USD,
-      code: 1,
-      flags: 0,
-      user_data_128: null,
-      user_data_64: null,
-      user_data_32: null,
-    })),
-  );
+  const results = await ledger.createAccounts(ids.map((id) => accountInput(0, { id })));
   if (results.some((r) => r !== 'ok')) throw new Error('account setup failed');
   return ids;
 }
 
 async function main() {
-  let embedded: EmbeddedPostgres | null = null;
-  let tmp: string | null = null;
-  let admin_url = process.env.DATABASE_URL;
-  if (!admin_url) {
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'moneta-bench-ledger-'));
-    embedded = new EmbeddedPostgres(tmp, createLogger('warn'));
-    admin_url = await embedded.start();
-  }
-  const db_name = `moneta_bench_ledger_${Date.now()}`;
-  const admin = new pg.Client({ connectionString: admin_url });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${db_name}`);
-  const u = new URL(admin_url);
-  u.pathname = `/${db_name}`;
+  const db = await benchDatabase('moneta-bench-ledger');
   const pool = createPool({
-    connection_string: u.toString(),
+    connection_string: db.url,
     max_connections: CALLERS + 4,
     application_name: 'bench-ledger',
   });
@@ -178,15 +133,12 @@ async function main() {
     }
   } finally {
     await pool.end();
-    await admin.query(`DROP DATABASE IF EXISTS ${db_name} WITH (FORCE)`);
-    await admin.end();
-    await embedded?.stop();
-    if (tmp) await rm(tmp, { recursive: true, force: true });
+    await db.close();
   }
   const summary = {
     date: new Date().toISOString(),
-    machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.cpus()[0]?.model ?? ''}`,
-    database: embedded ? 'embedded PostgreSQL 15' : 'DATABASE_URL',
+    machine: machine(),
+    database: db.kind,
     runs: RUNS,
     seconds_per_measure: SECONDS,
     baseline_commits_per_s: median(runs.baseline),

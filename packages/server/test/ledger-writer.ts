@@ -6,7 +6,8 @@
  *   node bin/run-ts.js test/ledger-writer.ts DATABASE_URL ACCOUNT_ID,ACCOUNT_ID,…
  */
 import { createPool } from '../src/db/pool.ts';
-import { Ledger, ledgerId, TransferFlags, type TransferInput, ZERO_ID } from '../src/ledger/index.ts';
+import { Ledger, TransferFlags, type TransferInput, ZERO_ID } from '../src/ledger/index.ts';
+import { transferInput } from './ledger-fixtures.ts';
 
 const [db_url, list] = process.argv.slice(2);
 if (!db_url || !list) throw new Error('usage: ledger-writer.ts DATABASE_URL ACCOUNT_IDS');
@@ -17,24 +18,10 @@ const CALLERS = 8;
 const pick = () => accounts[Math.floor(Math.random() * accounts.length)]!;
 
 function transfer(over: Partial<TransferInput> = {}): TransferInput {
-  let credit = pick();
   const debit = pick();
+  let credit = pick();
   while (credit === debit) credit = pick();
-  return {
-    id: ledgerId(),
-    debit_account_id: debit,
-    credit_account_id: credit,
-    amount: BigInt(1 + Math.floor(Math.random() * 1000)),
-    pending_id: null,
-    ledger: 840,
-    code: 1,
-    flags: 0,
-    timeout_s: 0,
-    user_data_128: null,
-    user_data_64: null,
-    user_data_32: null,
-    ...over,
-  };
+  return transferInput(debit, credit, BigInt(1 + Math.floor(Math.random() * 1000)), over);
 }
 
 let out = '';

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../../test/helpers.ts';
+import { accountInput, transferInput } from '../../test/ledger-fixtures.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
 import { IdempotencyEngine } from '../idempotency/index.ts';
@@ -42,9 +43,7 @@ const gauge = async (check: string) =>
 describe('ledger jobs', () => {
   it('ledger_verify publishes 0 for a sound ledger and the count of a broken invariant', async () => {
     const a = ledgerId();
-    await deps.ledger.createAccounts([
-      { id: a, ledger: 840, code: 1, flags: 0, user_data_128: null, user_data_64: null, user_data_32: null },
-    ]);
+    await deps.ledger.createAccounts([accountInput(0, { id: a })]);
     await runTask('ledger_verify');
     expect(await gauge('account_balances_match_transfers')).toBe(0);
     expect(await gauge('ledger_debits_equal_credits')).toBe(0);
@@ -57,30 +56,8 @@ describe('ledger jobs', () => {
 
   it('ledger_expire_pending releases pending transfers past their timeout', async () => {
     const [a, b] = [ledgerId(), ledgerId()];
-    const acct = (id: string) => ({
-      id,
-      ledger: 840,
-      code: 1,
-      flags: 0,
-      user_data_128: null,
-      user_data_64: null,
-      user_data_32: null,
-    });
-    await deps.ledger.createAccounts([acct(a), acct(b)]);
-    const t = {
-      id: ledgerId(),
-      debit_account_id: a,
-      credit_account_id: b,
-      amount: 5n,
-      pending_id: null,
-      ledger: 840,
-      code: 1,
-      flags: TransferFlags.pending,
-      timeout_s: 1,
-      user_data_128: null,
-      user_data_64: null,
-      user_data_32: null,
-    };
+    await deps.ledger.createAccounts([accountInput(0, { id: a }), accountInput(0, { id: b })]);
+    const t = transferInput(a, b, 5n, { flags: TransferFlags.pending, timeout_s: 1 });
     expect(await deps.ledger.createTransfers([t])).toEqual(['ok']);
     await new Promise((r) => setTimeout(r, 1_100));
     await runTask('ledger_expire_pending');

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../../test/helpers.ts';
+import { accountInput } from '../../test/ledger-fixtures.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
 import { Ledger, ledgerId } from './index.ts';
@@ -31,17 +32,7 @@ afterAll(async () => {
 describe('ledger under kill -9', () => {
   it('a writer killed mid-batch loses nothing it acknowledged, and every invariant holds', async () => {
     const accounts = Array.from({ length: 20 }, () => ledgerId());
-    const results = await new Ledger(pool).createAccounts(
-      accounts.map((id) => ({
-        id,
-        ledger: 840,
-        code: 1,
-        flags: 0,
-        user_data_128: null,
-        user_data_64: null,
-        user_data_32: null,
-      })),
-    );
+    const results = await new Ledger(pool).createAccounts(accounts.map((id) => accountInput(0, { id })));
     expect(results.every((r) => r === 'ok')).toBe(true);
 
     const child = spawn(process.execPath, [RUN_TS, WRITER, db_url, accounts.join(',')], {

@@ -409,17 +409,19 @@ function created(
   out.created.push(transfer);
   out.touched.add(dr.id);
   out.touched.add(cr.id);
-  for (const account of [dr, cr]) {
+  recordHistory(out, [dr, cr], transfer.id, transfer.timestamp);
+}
+
+/** Balances after this event, for the accounts that keep history. */
+function recordHistory(
+  out: TransferBatchOutcome,
+  accounts: Account[],
+  transfer_id: string,
+  timestamp: bigint,
+): void {
+  for (const account of accounts) {
     if (!has(account.flags, AccountFlags.history)) continue;
-    out.history.push({
-      account_id: account.id,
-      transfer_id: transfer.id,
-      timestamp: transfer.timestamp,
-      debits_pending: account.debits_pending,
-      debits_posted: account.debits_posted,
-      credits_pending: account.credits_pending,
-      credits_posted: account.credits_posted,
-    });
+    out.history.push({ account_id: account.id, transfer_id, timestamp, ...balancesOf(account) });
   }
 }
 
@@ -470,15 +472,7 @@ export function applyExpiry(
     cr.credits_pending -= pt.amount;
     out.touched.add(dr.id);
     out.touched.add(cr.id);
-    for (const account of [dr, cr]) {
-      if (!has(account.flags, AccountFlags.history)) continue;
-      out.history.push({
-        account_id: account.id,
-        transfer_id: pt.id,
-        timestamp: now,
-        ...balancesOf(account),
-      });
-    }
+    recordHistory(out, [dr, cr], pt.id, now);
     setPending(state, out, null, { ...p, state: 'expired' });
   }
   return out;

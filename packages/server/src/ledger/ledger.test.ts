@@ -1,17 +1,10 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../../test/helpers.ts';
+import { accountInput, transferInput } from '../../test/ledger-fixtures.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
-import {
-  AccountFlags,
-  type AccountInput,
-  Ledger,
-  ledgerId,
-  TransferFlags,
-  type TransferInput,
-  ZERO_ID,
-} from './index.ts';
+import { AccountFlags, Ledger, ledgerId, TransferFlags, ZERO_ID } from './index.ts';
 import { verifyLedger } from './verify.ts';
 
 let pool: Pool;
@@ -30,43 +23,8 @@ afterAll(async () => {
   await drop?.();
 });
 
-const USD = 840;
-
-function account(flags = 0, over: Partial<AccountInput> = {}): AccountInput {
-  return {
-    id: ledgerId(),
-    ledger: USD,
-    code: 1,
-    flags,
-    user_data_128: null,
-    user_data_64: null,
-    user_data_32: null,
-    ...over,
-  };
-}
-
-function transfer(
-  debit: string,
-  credit: string,
-  amount: bigint | null,
-  over: Partial<TransferInput> = {},
-): TransferInput {
-  return {
-    id: ledgerId(),
-    debit_account_id: debit,
-    credit_account_id: credit,
-    amount,
-    pending_id: null,
-    ledger: USD,
-    code: 1,
-    flags: 0,
-    timeout_s: 0,
-    user_data_128: null,
-    user_data_64: null,
-    user_data_32: null,
-    ...over,
-  };
-}
+const account = accountInput;
+const transfer = transferInput;
 
 async function balances(...ids: string[]) {
   const accounts = await ledger.lookupAccounts(ids);

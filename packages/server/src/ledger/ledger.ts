@@ -24,6 +24,7 @@ import {
   AMOUNT_MAX,
   type CreateAccountResult,
   type CreateTransferResult,
+  CreateTransferResults,
   MAX_BATCH,
   type Transfer,
   type TransferInput,
@@ -226,27 +227,11 @@ class RetryCarefully extends Error {}
 const DECIDED_BEFORE_EXISTS = new Set<CreateTransferResult>([
   'ok',
   'linked_event_chain_open',
-  'reserved_flag',
-  'id_must_not_be_zero',
-  'id_must_not_be_int_max',
-  'flags_are_mutually_exclusive',
-  'debit_account_id_must_not_be_zero',
-  'debit_account_id_must_not_be_int_max',
-  'credit_account_id_must_not_be_zero',
-  'credit_account_id_must_not_be_int_max',
-  'accounts_must_be_different',
-  'pending_id_must_be_zero',
-  'pending_id_must_not_be_zero',
-  'pending_id_must_not_be_int_max',
-  'pending_id_must_be_different',
-  'timeout_reserved_for_pending_transfer',
-  'amount_must_not_be_zero',
-  'ledger_must_not_be_zero',
-  'code_must_not_be_zero',
-  'debit_account_not_found',
-  'credit_account_not_found',
-  'accounts_must_have_the_same_ledger',
-  'transfer_must_have_the_same_ledger_as_accounts',
+  // CreateTransferResults lists the checks in the order they run; these all run before it.
+  ...CreateTransferResults.slice(
+    CreateTransferResults.indexOf('reserved_flag'),
+    CreateTransferResults.indexOf('transfer_must_have_the_same_ledger_as_accounts') + 1,
+  ),
 ]);
 
 export class LedgerOverloaded extends Error {
