@@ -204,6 +204,38 @@ describe('ledger', () => {
     }
   });
 
+  it('two processes on the same accounts: no update is lost to a stale cached balance', async () => {
+    // Two Ledger instances are two processes: each caches the balances it committed, and each
+    // makes the other's cache stale all the time.
+    const other = new Ledger(pool);
+    const accounts = Array.from({ length: 4 }, () => account());
+    const funded = account(AccountFlags.debits_must_not_exceed_credits);
+    await ledger.createAccounts([...accounts, funded]);
+    const all = [...accounts, funded];
+    const sent: { t: ReturnType<typeof transfer>; via: Ledger }[] = [];
+    for (let i = 0; i < 300; i += 1) {
+      const dr = all[i % all.length]!;
+      const cr = all[(i * 7 + 1) % all.length]!;
+      if (dr.id === cr.id) continue;
+      sent.push({ t: transfer(dr.id, cr.id, BigInt(1 + (i % 13))), via: i % 2 ? ledger : other });
+    }
+    const results = await Promise.all(sent.map(({ t, via }) => via.createTransfers([t])));
+    const debits = new Map<string, bigint>();
+    const credits = new Map<string, bigint>();
+    sent.forEach(({ t }, i) => {
+      if (results[i]![0] !== 'ok') return;
+      debits.set(t.debit_account_id, (debits.get(t.debit_account_id) ?? 0n) + t.amount!);
+      credits.set(t.credit_account_id, (credits.get(t.credit_account_id) ?? 0n) + t.amount!);
+    });
+    const stored = await ledger.lookupAccounts(all.map((a) => a.id));
+    for (const a of stored) {
+      expect(a.debits_posted, a.id).toBe(debits.get(a.id) ?? 0n);
+      expect(a.credits_posted, a.id).toBe(credits.get(a.id) ?? 0n);
+    }
+    expect(results.flat().every((r) => r === 'ok' || r === 'exceeds_credits')).toBe(true);
+    expect(JSON.stringify(await verifyLedger(pool))).toBe('[]');
+  });
+
   it('property: random concurrent batches (chains, pending, posts, voids, violations) keep every invariant', async () => {
     const accounts = [
       account(),

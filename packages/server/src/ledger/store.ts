@@ -1,7 +1,13 @@
 import type { Queryable, Statement, Tx } from '../db/pool.ts';
-import type { AccountBatchOutcome, TransferBatchOutcome, TransferBatchState } from './engine.ts';
+import type {
+  AccountBatchOutcome,
+  HistoryEntry,
+  TransferBatchOutcome,
+  TransferBatchState,
+} from './engine.ts';
 import {
   type Account,
+  type Balances,
   type PendingRecord,
   type PendingState,
   type Transfer,
@@ -73,9 +79,10 @@ const isPostOrVoid = (t: TransferInput) =>
  * wait on each other in opposite orders.
  */
 export async function loadTransferBatch(
-  tx: Tx,
+  tx: Queryable,
   inputs: readonly TransferInput[],
   careful: boolean,
+  known: ReadonlyMap<string, Account> = new Map(),
 ): Promise<TransferBatchState> {
   const pending_ids = new Set<string>();
   const account_ids = new Set<string>();
@@ -88,15 +95,18 @@ export async function loadTransferBatch(
   const transfer_ids = careful
     ? [...new Set([...inputs.map((t) => t.id), ...pending_ids])]
     : [...pending_ids];
-  return loadLedgerState(tx, transfer_ids, pending_ids, account_ids);
+  // Careful means locked: every id read, every account read under FOR UPDATE.
+  return loadLedgerState(tx, transfer_ids, pending_ids, account_ids, careful, careful ? new Map() : known);
 }
 
 /** Loads stored transfers by id, then locks the named accounts (plus those of the pending transfers) and pending rows. */
 export async function loadLedgerState(
-  tx: Tx,
+  tx: Queryable,
   transfer_ids: readonly string[],
   pending_ids: ReadonlySet<string>,
   account_ids: Set<string>,
+  lock = true,
+  known: ReadonlyMap<string, Account> = new Map(),
 ): Promise<TransferBatchState> {
   const transfers = new Map<string, Transfer>();
   if (transfer_ids.length > 0) {
@@ -116,21 +126,31 @@ export async function loadLedgerState(
     account_ids.add(t.debit_account_id);
     account_ids.add(t.credit_account_id);
   }
+  // Accounts this process already knows (the Ledger's cache) are not read again; the
+  // checked update proves they did not change.
+  const to_read = [...account_ids].filter((id) => !known.has(id));
+  const lock_clause = lock ? ' FOR UPDATE' : '';
   const [accounts_result, pending_result] = await Promise.all([
-    tx.query({
-      name: 'moneta_ledger_lock_accounts',
-      text: `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
-      values: [[...account_ids]],
-    }),
+    to_read.length === 0
+      ? Promise.resolve({ rows: [] as Row[] })
+      : tx.query({
+          name: lock ? 'moneta_ledger_lock_accounts' : 'moneta_ledger_read_accounts',
+          text: `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::uuid[]) ORDER BY id${lock_clause}`,
+          values: [to_read],
+        }),
     referenced.length === 0
       ? Promise.resolve({ rows: [] as Row[] })
       : tx.query({
-          name: 'moneta_ledger_lock_pending',
-          text: 'SELECT id, state, expires_at FROM ledger_pending_transfers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE',
+          name: lock ? 'moneta_ledger_lock_pending' : 'moneta_ledger_read_pending',
+          text: `SELECT id, state, expires_at FROM ledger_pending_transfers WHERE id = ANY($1::uuid[]) ORDER BY id${lock_clause}`,
           values: [referenced.map((t) => t.id)],
         }),
   ]);
   const accounts = new Map<string, Account>();
+  for (const id of account_ids) {
+    const cached = known.get(id);
+    if (cached) accounts.set(id, { ...cached });
+  }
   for (const row of accounts_result.rows) accounts.set(row.id as string, accountFromRow(row));
   const pending = new Map<string, PendingRecord>();
   for (const row of pending_result.rows) {
@@ -153,67 +173,100 @@ export async function findExpiredPending(db: Queryable, now: bigint, limit: numb
   return rows.map((r) => r.id as string);
 }
 
-/** The batch's effects as statements, one per table that changes; the caller commits them as one. */
+/**
+ * The batch's effects as statements; the caller commits them as one. The last one is checked:
+ * it sets each touched account's balances only where they still hold the values the batch
+ * started from (`original`), moves each pending row only from `pending`, and raises (MN002)
+ * unless every one of those rows matched. So a batch computed from stale balances (another
+ * process wrote in between) changes nothing and is redone under locks.
+ */
 export function transferBatchWrites(
   outcome: TransferBatchOutcome,
   state: TransferBatchState,
+  original: ReadonlyMap<string, Balances>,
   resolved_at: bigint,
 ): Statement[] {
   const writes: Statement[] = [];
   if (outcome.created.length > 0) writes.push(insertTransfers(outcome.created));
-  if (outcome.touched.size > 0) {
-    const accounts = [...outcome.touched].map((id) => state.accounts.get(id)!);
-    writes.push({
-      name: 'moneta_ledger_update_balances',
-      text: `UPDATE ledger_accounts a
+  if (outcome.history.length > 0) writes.push(insertHistory(outcome.history));
+  const accounts = [...outcome.touched].map((id) => state.accounts.get(id)!);
+  const was = accounts.map((a) => original.get(a.id)!);
+  const records = [...outcome.pending_changes.values()];
+  // Accounts the batch consulted but did not change (a transfer refused for lack of funds,
+  // say): their balances must also still be what the batch decided on.
+  const consulted = [...state.accounts.keys()]
+    .filter((id) => !outcome.touched.has(id))
+    .map((id) => original.get(id)!);
+  const consulted_ids = [...state.accounts.keys()].filter((id) => !outcome.touched.has(id));
+  writes.push({
+    name: 'moneta_ledger_checked_update',
+    text: `WITH moneta_balances AS (
+             UPDATE ledger_accounts a
                 SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo
-               FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, dp, dpo, cp, cpo)
-              WHERE a.id = v.id`,
-      values: [
-        accounts.map((a) => a.id),
-        accounts.map((a) => a.debits_pending.toString()),
-        accounts.map((a) => a.debits_posted.toString()),
-        accounts.map((a) => a.credits_pending.toString()),
-        accounts.map((a) => a.credits_posted.toString()),
-      ],
-    });
-  }
-  if (outcome.pending_changes.size > 0) {
-    const records = [...outcome.pending_changes.values()];
-    writes.push({
-      name: 'moneta_ledger_upsert_pending',
-      text: `INSERT INTO ledger_pending_transfers (id, state, expires_at, resolved_at)
-             SELECT id, state, expires_at, CASE WHEN state = $5 THEN NULL ELSE $4::bigint END
-               FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS v(id, state, expires_at)
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at`,
-      values: [
-        records.map((r) => r.transfer.id),
-        records.map((r) => r.state),
-        records.map((r) => r.expires_at?.toString() ?? null),
-        resolved_at.toString(),
-        'pending',
-      ],
-    });
-  }
-  if (outcome.history.length > 0) {
-    const h = outcome.history;
-    writes.push({
-      name: 'moneta_ledger_insert_history',
-      text: `INSERT INTO ledger_account_balances
-               (account_id, timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted)
-             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])`,
-      values: [
-        h.map((e) => e.account_id),
-        h.map((e) => e.timestamp.toString()),
-        h.map((e) => e.transfer_id),
-        h.map((e) => e.debits_pending.toString()),
-        h.map((e) => e.debits_posted.toString()),
-        h.map((e) => e.credits_pending.toString()),
-        h.map((e) => e.credits_posted.toString()),
-      ],
-    });
-  }
+               FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                           $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+                    AS v(id, dp, dpo, cp, cpo, was_dp, was_dpo, was_cp, was_cpo)
+              WHERE a.id = v.id AND a.debits_pending = v.was_dp AND a.debits_posted = v.was_dpo
+                AND a.credits_pending = v.was_cp AND a.credits_posted = v.was_cpo
+              RETURNING 1),
+           moneta_pending AS (
+             INSERT INTO ledger_pending_transfers AS p (id, state, expires_at, resolved_at)
+             SELECT id, state, expires_at, CASE WHEN state = $13 THEN NULL ELSE $12::bigint END
+               FROM unnest($10::uuid[], $11::text[], $14::bigint[]) AS v(id, state, expires_at)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at
+              WHERE p.state = $13
+             RETURNING 1),
+           moneta_consulted AS (
+             SELECT 1 FROM ledger_accounts a
+               JOIN unnest($16::uuid[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[])
+                    AS v(id, was_dp, was_dpo, was_cp, was_cpo) ON a.id = v.id
+              WHERE a.debits_pending = v.was_dp AND a.debits_posted = v.was_dpo
+                AND a.credits_pending = v.was_cp AND a.credits_posted = v.was_cpo)
+           SELECT moneta_assert_rows(
+                    (SELECT count(*) FROM moneta_balances) + (SELECT count(*) FROM moneta_pending)
+                      + (SELECT count(*) FROM moneta_consulted), $15) AS ok`,
+    values: [
+      accounts.map((a) => a.id),
+      accounts.map((a) => a.debits_pending.toString()),
+      accounts.map((a) => a.debits_posted.toString()),
+      accounts.map((a) => a.credits_pending.toString()),
+      accounts.map((a) => a.credits_posted.toString()),
+      was.map((b) => b.debits_pending.toString()),
+      was.map((b) => b.debits_posted.toString()),
+      was.map((b) => b.credits_pending.toString()),
+      was.map((b) => b.credits_posted.toString()),
+      records.map((r) => r.transfer.id),
+      records.map((r) => r.state),
+      resolved_at.toString(),
+      'pending',
+      records.map((r) => r.expires_at?.toString() ?? null),
+      accounts.length + records.length + consulted.length,
+      consulted_ids,
+      consulted.map((b) => b.debits_pending.toString()),
+      consulted.map((b) => b.debits_posted.toString()),
+      consulted.map((b) => b.credits_pending.toString()),
+      consulted.map((b) => b.credits_posted.toString()),
+    ],
+  });
   return writes;
+}
+
+function insertHistory(h: readonly HistoryEntry[]): Statement {
+  return {
+    name: 'moneta_ledger_insert_history',
+    text: `INSERT INTO ledger_account_balances
+             (account_id, timestamp, transfer_id, debits_pending, debits_posted, credits_pending, credits_posted)
+           SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])`,
+    values: [
+      h.map((e) => e.account_id),
+      h.map((e) => e.timestamp.toString()),
+      h.map((e) => e.transfer_id),
+      h.map((e) => e.debits_pending.toString()),
+      h.map((e) => e.debits_posted.toString()),
+      h.map((e) => e.credits_pending.toString()),
+      h.map((e) => e.credits_posted.toString()),
+    ],
+  };
 }
 
 function insertTransfers(transfers: readonly Transfer[]): Statement {
