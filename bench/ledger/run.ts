@@ -65,6 +65,7 @@ async function setup(pool: Pool, ledger: Ledger): Promise<string[]> {
 
 async function main() {
   const db = await benchDatabase('moneta-bench-ledger');
+  let copy_pool: ReturnType<typeof createPool> | null = null;
   const pool = createPool({
     connection_string: db.url,
     max_connections: CALLERS + 4,
@@ -78,8 +79,15 @@ async function main() {
   };
   try {
     await migrate(pool);
+    copy_pool = createPool({
+      connection_string: db.url,
+      max_connections: 2,
+      application_name: 'bench-ledger-copy',
+      pipeline: false,
+    });
     const ledger = new Ledger(pool, {
       ...DEFAULT_LEDGER_OPTIONS,
+      copy_pool: process.env.BENCH_NO_COPY ? undefined : copy_pool,
       max_in_flight: Number(process.env.BENCH_IN_FLIGHT ?? DEFAULT_LEDGER_OPTIONS.max_in_flight),
     });
     const ids = await setup(pool, ledger);
@@ -132,6 +140,7 @@ async function main() {
       );
     }
   } finally {
+    await copy_pool?.end();
     await pool.end();
     await db.close();
   }

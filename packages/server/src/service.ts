@@ -9,7 +9,7 @@ import { migrate, migrationsApplied } from './db/migrate.ts';
 import { createPool, type Pool } from './db/pool.ts';
 import { IdempotencyEngine } from './idempotency/index.ts';
 import { startJobs } from './jobs/index.ts';
-import { Ledger, makeLedgerOperations } from './ledger/index.ts';
+import { DEFAULT_LEDGER_OPTIONS, Ledger, makeLedgerOperations } from './ledger/index.ts';
 import { Authenticator, type CreatedMerchant, countMerchants, createMerchant } from './merchants/index.ts';
 import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
@@ -71,6 +71,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
   let closing = false;
   let app: FastifyInstance | null = null;
   let jobs: Runner | null = null;
+  let copy_pool: Pool | null = null;
   try {
     await migrate(db.pool, (m) => log.info({ migration: `${m.version}_${m.name}` }, 'migration applied'));
     const demo = config.demo_merchant && config.role !== 'worker' ? await ensureDemoMerchant(db.pool) : null;
@@ -79,7 +80,15 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     const engine = new IdempotencyEngine(db.pool, { lock_timeout_s: config.idempotency_lock_timeout_s, log });
     engine.register(createCustomerOperation);
     engine.register(updateCustomerOperation);
-    const ledger = new Ledger(db.pool);
+    // Large ledger batches stream their transfers with COPY, which needs a pool that does not
+    // pipeline; two connections suffice since batches are written one at a time.
+    copy_pool = createPool({
+      connection_string: db.url,
+      max_connections: 2,
+      application_name: 'moneta-ledger-copy',
+      pipeline: false,
+    });
+    const ledger = new Ledger(db.pool, { ...DEFAULT_LEDGER_OPTIONS, copy_pool });
     const ledger_operations = makeLedgerOperations(ledger);
     engine.register(ledger_operations.create_accounts);
     engine.register(ledger_operations.create_transfers);
@@ -150,6 +159,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
         }
         if (jobs) await jobs.stop().catch((err) => log.error({ err }, 'job runner did not stop cleanly'));
         await rate_limiter.close();
+        await copy_pool?.end();
         if (!opts.database) await db.close();
         log.info('shutdown complete');
       })();
@@ -159,6 +169,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
   } catch (err) {
     await app?.close().catch(() => {});
     await jobs?.stop().catch(() => {});
+    await copy_pool?.end().catch(() => {});
     if (!opts.database) await db.close();
     throw err;
   }

@@ -4,16 +4,18 @@ import { createTestDatabase } from '../../test/helpers.ts';
 import { accountInput, transferInput } from '../../test/ledger-fixtures.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
-import { AccountFlags, Ledger, ledgerId, TransferFlags, ZERO_ID } from './index.ts';
+import { AccountFlags, DEFAULT_LEDGER_OPTIONS, Ledger, ledgerId, TransferFlags, ZERO_ID } from './index.ts';
 import { verifyLedger } from './verify.ts';
 
 let pool: Pool;
+let db_url: string;
 let drop: () => Promise<void>;
 let ledger: Ledger;
 
 beforeAll(async () => {
   const db = await createTestDatabase();
   drop = db.drop;
+  db_url = db.url;
   pool = createPool({ connection_string: db.url, max_connections: 8, application_name: 'ledger-test' });
   await migrate(pool);
   ledger = new Ledger(pool);
@@ -234,6 +236,54 @@ describe('ledger', () => {
     }
     expect(results.flat().every((r) => r === 'ok' || r === 'exceeds_credits')).toBe(true);
     expect(JSON.stringify(await verifyLedger(pool))).toBe('[]');
+  });
+
+  it('large batches stream their transfers with COPY and keep every rule and invariant', async () => {
+    const copy_pool = createPool({
+      connection_string: db_url,
+      max_connections: 2,
+      application_name: 'ledger-copy-test',
+      pipeline: false,
+    });
+    try {
+      const copying = new Ledger(pool, { ...DEFAULT_LEDGER_OPTIONS, copy_pool, copy_threshold: 50 });
+      const accounts = Array.from({ length: 10 }, (_, i) => account(i === 0 ? AccountFlags.history : 0));
+      const limited = account(AccountFlags.debits_must_not_exceed_credits);
+      await copying.createAccounts([...accounts, limited]);
+      const pendings = Array.from({ length: 100 }, (_, i) =>
+        transfer(accounts[i % 10]!.id, accounts[(i + 1) % 10]!.id, BigInt(i + 1), {
+          flags: TransferFlags.pending,
+          user_data_64: BigInt(i),
+        }),
+      );
+      const plain = Array.from({ length: 100 }, (_, i) =>
+        transfer(accounts[i % 10]!.id, accounts[(i + 3) % 10]!.id, 7n),
+      );
+      const refused = transfer(limited.id, accounts[0]!.id, 1n);
+      expect(await copying.createTransfers([...pendings, ...plain, refused])).toEqual([
+        ...pendings.map(() => 'ok'),
+        ...plain.map(() => 'ok'),
+        'exceeds_credits',
+      ]);
+      const posts = pendings.map((p, i) =>
+        transfer(ZERO_ID, ZERO_ID, i % 2 ? null : 1n, {
+          pending_id: p.id,
+          flags: TransferFlags.post_pending_transfer,
+          ledger: 0,
+          code: 0,
+        }),
+      );
+      const results = await copying.createTransfers(posts);
+      expect(results.every((r) => r === 'ok')).toBe(true);
+      expect(await copying.createTransfers([posts[0]!, ...plain.slice(0, 60)])).toEqual(
+        Array.from({ length: 61 }, () => 'exists'),
+      );
+      const [stored] = await copying.lookupTransfers([pendings[3]!.id]);
+      expect(stored).toMatchObject({ amount: 4n, user_data_64: 3n, flags: TransferFlags.pending });
+      expect(JSON.stringify(await verifyLedger(pool))).toBe('[]');
+    } finally {
+      await copy_pool.end();
+    }
   });
 
   it('property: random concurrent batches (chains, pending, posts, voids, violations) keep every invariant', async () => {

@@ -9,6 +9,7 @@ import {
 } from './engine.ts';
 import {
   anyTransferExists,
+  COPY_TRANSFERS,
   findExpiredPending,
   insertAccounts,
   loadAccountsForCreate,
@@ -17,6 +18,7 @@ import {
   lookupAccounts,
   lookupTransfers,
   transferBatchWrites,
+  transfersCopyData,
 } from './store.ts';
 import {
   type Account,
@@ -38,6 +40,13 @@ export interface LedgerOptions {
   max_in_flight: number;
   /** Transfers waiting for a batch; beyond this, createTransfers refuses (back-pressure). */
   max_queued: number;
+  /**
+   * A pool created with `pipeline: false`, for COPY: batches of at least `copy_threshold`
+   * transfers stream their rows with COPY, about 3× faster than an `unnest` insert. Without
+   * it every batch uses the insert.
+   */
+  copy_pool?: Pool | undefined;
+  copy_threshold?: number;
 }
 
 // One batch at a time: batches in flight together compete for the same rows and cached
@@ -54,6 +63,8 @@ const MAX_BATCH_ATTEMPTS = 3;
 const STALE_SQLSTATE = 'MN002';
 /** Accounts whose committed balances a process keeps, so hot ones are never read again. */
 const MAX_KNOWN_ACCOUNTS = 100_000;
+/** Below this many transfers the one-statement insert wins: COPY costs extra round trips. */
+const DEFAULT_COPY_THRESHOLD = 256;
 
 interface Waiting {
   inputs: readonly TransferInput[];
@@ -160,6 +171,11 @@ export class Ledger {
     });
   }
 
+  /** Whether a batch of `n` transfers streams them with COPY. */
+  private copies(n: number): boolean {
+    return this.opts.copy_pool !== undefined && n >= (this.opts.copy_threshold ?? DEFAULT_COPY_THRESHOLD);
+  }
+
   /** Committed balances of the accounts a batch touched: the next batch need not read them. */
   private remember(outcome: TransferBatchOutcome, state: TransferBatchState): void {
     for (const id of outcome.touched) {
@@ -239,7 +255,8 @@ export class Ledger {
     let careful = false;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await withTransaction(this.pool, async (tx) => {
+        const copying = this.copies(inputs.length);
+        return await withTransaction(copying ? this.opts.copy_pool! : this.pool, async (tx) => {
           const state = await loadTransferBatch(tx, inputs, careful, this.known);
           const original = balancesByAccount(state);
           const before = snapshot(state);
@@ -251,7 +268,9 @@ export class Ledger {
               .map((t) => t.id);
             if (suspects.length > 0 && (await anyTransferExists(tx, suspects))) throw new RetryCarefully();
           }
-          await tx.commit(transferBatchWrites(outcome, state, original, this.clock()));
+          const copy = copying && outcome.created.length > 0;
+          if (copy) await tx.copyIn(COPY_TRANSFERS, transfersCopyData(outcome.created));
+          await tx.commit(transferBatchWrites(outcome, state, original, this.clock(), copy));
           this.remember(outcome, state);
           return outcome.results;
         });

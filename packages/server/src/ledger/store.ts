@@ -1,4 +1,5 @@
 import type { Queryable, Statement, Tx } from '../db/pool.ts';
+import { assert } from '../lib/errors.ts';
 import type {
   AccountBatchOutcome,
   HistoryEntry,
@@ -185,9 +186,10 @@ export function transferBatchWrites(
   state: TransferBatchState,
   original: ReadonlyMap<string, Balances>,
   resolved_at: bigint,
+  transfers_copied = false,
 ): Statement[] {
   const writes: Statement[] = [];
-  if (outcome.created.length > 0) writes.push(insertTransfers(outcome.created));
+  if (outcome.created.length > 0 && !transfers_copied) writes.push(insertTransfers(outcome.created));
   if (outcome.history.length > 0) writes.push(insertHistory(outcome.history));
   const accounts = [...outcome.touched].map((id) => state.accounts.get(id)!);
   const was = accounts.map((a) => original.get(a.id)!);
@@ -267,6 +269,26 @@ function insertHistory(h: readonly HistoryEntry[]): Statement {
       h.map((e) => e.credits_posted.toString()),
     ],
   };
+}
+
+export const COPY_TRANSFERS = `COPY ledger_transfers (${TRANSFER_COLUMNS}) FROM STDIN`;
+
+const UUID_TEXT = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const copyId = (id: string | null): string => {
+  if (id === null) return '\\N';
+  // COPY's text format is safe here only because an id can hold no tab, newline or backslash.
+  assert(UUID_TEXT.test(id), 'ledger ids are UUIDs');
+  return id;
+};
+const copyValue = (v: bigint | number | null): string => (v === null ? '\\N' : String(v));
+
+/** The transfers as COPY text rows, in TRANSFER_COLUMNS order. */
+export function transfersCopyData(transfers: readonly Transfer[]): string {
+  let out = '';
+  for (const t of transfers) {
+    out += `${copyId(t.id)}\t${t.livemode ? 't' : 'f'}\t${copyId(t.debit_account_id)}\t${copyId(t.credit_account_id)}\t${t.amount}\t${copyId(t.pending_id)}\t${t.ledger}\t${t.code}\t${t.flags}\t${t.timeout_s}\t${copyId(t.user_data_128)}\t${copyValue(t.user_data_64)}\t${copyValue(t.user_data_32)}\t${t.timestamp}\n`;
+  }
+  return out;
 }
 
 function insertTransfers(transfers: readonly Transfer[]): Statement {
