@@ -108,3 +108,34 @@ describe('pipelined transactions', () => {
     expect(await ids()).toEqual([1, 2, 3, 4, 5, 30]);
   });
 });
+
+describe('transactions on a pool that does not pipeline (the COPY pool)', () => {
+  it('runs queries in order, streams COPY rows, and rolls back as a whole', async () => {
+    const serial = createPool({
+      connection_string: pool.options.connectionString as string,
+      max_connections: 1,
+      application_name: 'pool-test-serial',
+      pipeline: false,
+    });
+    try {
+      await withTransaction(serial, async (tx) => {
+        const [a, b] = await Promise.all([tx.query('SELECT 1 AS n'), tx.query('SELECT 2 AS n')]);
+        expect([a.rows[0].n, b.rows[0].n]).toEqual([1, 2]);
+        await tx.copyIn('COPY t (id, v) FROM STDIN', '40\tx\n41\ty\n');
+        await tx.commit([{ text: 'INSERT INTO t VALUES ($1, $2)', values: [42, 'z'] }]);
+      });
+      expect((await pool.query('SELECT id FROM t WHERE id >= 40 ORDER BY id')).rows.map((r) => r.id)).toEqual(
+        [40, 41, 42],
+      );
+      await expect(
+        withTransaction(serial, async (tx) => {
+          await tx.copyIn('COPY t (id, v) FROM STDIN', '50\tx\n');
+          await tx.commit([{ text: 'INSERT INTO t VALUES ($1, $2)', values: [51, null] }]);
+        }),
+      ).rejects.toMatchObject({ code: '23502' });
+      expect((await pool.query('SELECT count(*)::int AS n FROM t WHERE id >= 50')).rows[0].n).toBe(0);
+    } finally {
+      await serial.end();
+    }
+  });
+});

@@ -71,6 +71,8 @@ export function createPool(opts: PoolOptions): Pool {
 export class Tx implements Queryable {
   private begin: Promise<unknown> | null = null;
   private state: 'open' | 'committed' | 'failed' = 'open';
+  /** On a client that does not pipeline: the last submitted query, which the next waits for. */
+  private tail: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly client: pg.PoolClient) {}
 
@@ -79,9 +81,11 @@ export class Tx implements Queryable {
   query(textOrStatement: string | Statement, values?: unknown[]): Promise<QueryResult> {
     assert(this.state === 'open', 'no statement after the transaction ended');
     return this.send(() =>
-      typeof textOrStatement === 'string'
-        ? this.client.query(textOrStatement, values)
-        : this.client.query(textOrStatement),
+      this.submit(() =>
+        typeof textOrStatement === 'string'
+          ? this.client.query(textOrStatement, values)
+          : this.client.query(textOrStatement),
+      ),
     );
   }
 
@@ -99,8 +103,8 @@ export class Tx implements Queryable {
       return result;
     }
     const pending = this.send(() => ({
-      result: statement ? this.client.query(statement) : Promise.resolve(null),
-      commit: this.client.query('COMMIT'),
+      result: statement ? this.submit(() => this.client.query(statement)) : Promise.resolve(null),
+      commit: this.submit(() => this.client.query('COMMIT')),
     }));
     this.state = 'failed'; // until the COMMIT is confirmed; then there is nothing to roll back either way
     const [began, result, commit] = await Promise.allSettled([this.begin, pending.result, pending.commit]);
@@ -119,8 +123,9 @@ export class Tx implements Queryable {
   async copyIn(text: string, data: string): Promise<void> {
     assert(this.state === 'open', 'no COPY after the transaction ended');
     assert(!this.client.pipeline, 'COPY needs a pool created with pipeline: false');
-    const stream = this.send(() => this.client.query(copyFrom(text)));
-    await pipeline(Readable.from([data]), stream);
+    await this.send(() =>
+      this.submit(() => pipeline(Readable.from([data]), this.client.query(copyFrom(text)))),
+    );
   }
 
   /** Rolls back if anything was sent. Returns false when the connection is unusable. */
@@ -128,7 +133,7 @@ export class Tx implements Queryable {
     if (this.state !== 'open' || this.begin === null) return true;
     this.state = 'failed';
     try {
-      await this.client.query('ROLLBACK');
+      await this.submit(() => this.client.query('ROLLBACK'));
       return true;
     } catch {
       return false;
@@ -139,13 +144,25 @@ export class Tx implements Queryable {
     return this.state === 'committed';
   }
 
+  /**
+   * Submits a query now on a pipelining client; on any other, once the previous one has
+   * finished (whatever its outcome), so the queries still run in order without leaning on
+   * pg's own queue (deprecated).
+   */
+  private submit<T>(run: () => Promise<T>): Promise<T> {
+    if (this.client.pipeline) return run();
+    const next = this.tail.then(run, run);
+    this.tail = next.catch(() => {});
+    return next;
+  }
+
   /** Runs `queue` with the socket corked, BEGIN first if this is the transaction's first statement. */
   private send<T>(queue: () => T): T {
     const socket = this.client.connection.stream;
     socket.cork();
     try {
       if (this.begin === null) {
-        this.begin = this.client.query('BEGIN');
+        this.begin = this.submit(() => this.client.query('BEGIN'));
         // Observed by `commit`; a failed BEGIN also fails every statement queued behind it.
         this.begin.catch(() => {});
       }
