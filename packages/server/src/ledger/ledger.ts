@@ -94,8 +94,10 @@ export class Ledger {
   private queued = 0;
   private in_flight = 0;
   private pump_scheduled = false;
+  /** Transfer ids of the batches committing now (see pump). */
+  private readonly in_flight_ids = new Set<string>();
   private readonly clock = nanoClock();
-  /** Accounts as this process last committed them (bounded; see commitBatch). */
+  /** Accounts as this process's latest batch leaves them (bounded; see commitBatch). */
   private readonly known = new Map<string, Account>();
 
   constructor(
@@ -176,7 +178,10 @@ export class Ledger {
     return this.opts.copy_pool !== undefined && n >= (this.opts.copy_threshold ?? DEFAULT_COPY_THRESHOLD);
   }
 
-  /** Committed balances of the accounts a batch touched: the next batch need not read them. */
+  /**
+   * Balances of the accounts a batch touched, as that batch leaves them: the next batch need
+   * not read them. Set just before the batch commits; forgotten if it fails.
+   */
   private remember(outcome: TransferBatchOutcome, state: TransferBatchState): void {
     for (const id of outcome.touched) {
       if (!this.known.has(id) && this.known.size >= MAX_KNOWN_ACCOUNTS) {
@@ -211,18 +216,30 @@ export class Ledger {
       const batch: Waiting[] = [];
       let size = 0;
       while (this.queue.length > 0 && size + this.queue[0]!.inputs.length <= this.opts.max_batch) {
+        // A call naming a transfer of a batch still committing waits for that batch: it could
+        // not see the transfer yet, and its answer would mix states before and after it.
+        if (this.in_flight > 0 && this.dependsOnInFlight(this.queue[0]!.inputs)) break;
         const next = this.queue.shift()!;
         batch.push(next);
         size += next.inputs.length;
       }
-      assert(batch.length > 0, 'every call fits a batch on its own');
+      if (batch.length === 0) return; // the head of the queue waits for a batch in flight
       this.queued -= size;
       this.in_flight += 1;
+      const ids = batch.flatMap((w) => w.inputs.map((t) => t.id));
+      for (const id of ids) this.in_flight_ids.add(id);
       void this.runBatch(batch).finally(() => {
+        for (const id of ids) this.in_flight_ids.delete(id);
         this.in_flight -= 1;
         this.schedulePump();
       });
     }
+  }
+
+  private dependsOnInFlight(inputs: readonly TransferInput[]): boolean {
+    return inputs.some(
+      (t) => this.in_flight_ids.has(t.id) || (t.pending_id !== null && this.in_flight_ids.has(t.pending_id)),
+    );
   }
 
   private async runBatch(batch: Waiting[]): Promise<void> {
@@ -268,15 +285,17 @@ export class Ledger {
               .map((t) => t.id);
             if (suspects.length > 0 && (await anyTransferExists(tx, suspects))) throw new RetryCarefully();
           }
+          // Remembered before the commit, so a batch started meanwhile builds on this one; if
+          // this one fails, its accounts are forgotten and that batch's checked update fails.
+          this.remember(outcome, state);
           const copy = copying && outcome.created.length > 0;
           if (copy) await tx.copyIn(COPY_TRANSFERS, transfersCopyData(outcome.created));
           await tx.commit(transferBatchWrites(outcome, state, original, this.clock(), copy));
-          this.remember(outcome, state);
           return outcome.results;
         });
       } catch (err) {
         const stale = (err as { code?: string }).code === STALE_SQLSTATE;
-        if (stale) for (const t of inputs) this.forget(t);
+        for (const t of inputs) this.forget(t);
         const retry = err instanceof RetryCarefully || isUniqueViolation(err) || stale;
         if (retry && attempt < MAX_BATCH_ATTEMPTS) {
           careful = true;
