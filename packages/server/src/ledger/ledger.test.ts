@@ -286,6 +286,45 @@ describe('ledger', () => {
     }
   });
 
+  it('several batches in flight build on each other without losing an update', async () => {
+    const overlapping = new Ledger(pool, { ...DEFAULT_LEDGER_OPTIONS, max_in_flight: 4, max_batch: 5 });
+    const all = [account(), account(), account(), account(AccountFlags.debits_must_not_exceed_credits)];
+    await overlapping.createAccounts(all);
+    const calls = Array.from({ length: 120 }, (_, i) => {
+      const dr = all[i % all.length]!;
+      const cr = all[(i + 1 + (i % 2)) % all.length]!;
+      const pending = transfer(dr.id, cr.id, BigInt(1 + (i % 5)), {
+        flags: i % 3 === 0 ? TransferFlags.pending : 0,
+      });
+      return [pending];
+    });
+    const results = await Promise.all(calls.map((c) => overlapping.createTransfers(c)));
+    // Post every pending transfer that landed, all at once, again with batches overlapping.
+    const posts = calls
+      .filter((c, i) => results[i]![0] === 'ok' && c[0]!.flags === TransferFlags.pending)
+      .map((c) =>
+        transfer(ZERO_ID, ZERO_ID, null, {
+          pending_id: c[0]!.id,
+          flags: TransferFlags.post_pending_transfer,
+          ledger: 0,
+          code: 0,
+        }),
+      );
+    const posted = await Promise.all(posts.map((p) => overlapping.createTransfers([p])));
+    expect(posted.flat().every((r) => r === 'ok')).toBe(true);
+    const debits = new Map<string, bigint>();
+    calls.forEach((c, i) => {
+      if (results[i]![0] !== 'ok') return;
+      const t = c[0]!;
+      debits.set(t.debit_account_id, (debits.get(t.debit_account_id) ?? 0n) + t.amount!);
+    });
+    for (const a of await overlapping.lookupAccounts(all.map((x) => x.id))) {
+      expect(a.debits_posted + a.debits_pending, a.id).toBe(debits.get(a.id) ?? 0n);
+      expect(a.debits_pending).toBe(0n);
+    }
+    expect(JSON.stringify(await verifyLedger(pool))).toBe('[]');
+  });
+
   it('property: random concurrent batches (chains, pending, posts, voids, violations) keep every invariant', async () => {
     const accounts = [
       account(),
