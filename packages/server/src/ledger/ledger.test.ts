@@ -298,7 +298,20 @@ describe('ledger', () => {
       });
       return [pending];
     });
-    const results = await Promise.all(calls.map((c) => overlapping.createTransfers(c)));
+    // A second process writing the same accounts makes batches fail their checks and forget
+    // cached accounts while other batches are loading.
+    const other = new Ledger(pool);
+    const noise = Array.from({ length: 60 }, (_, i) => [transfer(all[i % 3]!.id, all[(i + 1) % 3]!.id, 1n)]);
+    const [results, noise_results] = await Promise.all([
+      Promise.all(calls.map((c) => overlapping.createTransfers(c))),
+      Promise.all(noise.map((c) => other.createTransfers(c))),
+    ]);
+    expect(noise_results.flat().every((r) => r === 'ok')).toBe(true);
+    expect(results.flat().filter((r) => r.endsWith('_not_found'))).toEqual([]);
+    for (const [i, c] of noise.entries()) {
+      calls.push(c);
+      results.push(noise_results[i]!);
+    }
     // Post every pending transfer that landed, all at once, again with batches overlapping.
     const posts = calls
       .filter((c, i) => results[i]![0] === 'ok' && c[0]!.flags === TransferFlags.pending)

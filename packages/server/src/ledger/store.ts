@@ -129,7 +129,13 @@ export async function loadLedgerState(
   }
   // Accounts this process already knows (the Ledger's cache) are not read again; the
   // checked update proves they did not change.
-  const to_read = [...account_ids].filter((id) => !known.has(id));
+  // Copied now, before any await: another batch may change or forget the cache meanwhile.
+  const cached = new Map<string, Account>();
+  for (const id of account_ids) {
+    const entry = known.get(id);
+    if (entry) cached.set(id, { ...entry });
+  }
+  const to_read = [...account_ids].filter((id) => !cached.has(id));
   const lock_clause = lock ? ' FOR UPDATE' : '';
   const [accounts_result, pending_result] = await Promise.all([
     to_read.length === 0
@@ -147,11 +153,7 @@ export async function loadLedgerState(
           values: [referenced.map((t) => t.id)],
         }),
   ]);
-  const accounts = new Map<string, Account>();
-  for (const id of account_ids) {
-    const cached = known.get(id);
-    if (cached) accounts.set(id, { ...cached });
-  }
+  const accounts = new Map<string, Account>(cached);
   for (const row of accounts_result.rows) accounts.set(row.id as string, accountFromRow(row));
   const pending = new Map<string, PendingRecord>();
   for (const row of pending_result.rows) {
