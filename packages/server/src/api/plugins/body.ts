@@ -51,15 +51,20 @@ export const bodyParsing = fp<{ body_limit_bytes: number }>(async (app: FastifyI
       }
     },
   );
-  app.addHook('onRequest', async (req) => {
+  // Hooks in callback style: nothing here waits, and an async hook costs a promise per request.
+  app.addHook('onRequest', (req, _reply, done) => {
     const problem = (req.query as Record<symbol, unknown>)[INVALID_QUERY];
-    if (typeof problem === 'string')
-      throw invalidRequest(problem.replace('form-encoded parameters', 'query string'));
+    if (typeof problem === 'string') {
+      done(invalidRequest(problem.replace('form-encoded parameters', 'query string')));
+      return;
+    }
+    done();
   });
   // A POST without a body (curl -X POST) means "no parameters".
-  app.addHook('preValidation', async (req) => {
+  app.addHook('preValidation', (req, _reply, done) => {
     if ((req.method === 'POST' || req.method === 'DELETE') && (req.body === undefined || req.body === null)) {
       req.body = {};
     }
+    done();
   });
 });

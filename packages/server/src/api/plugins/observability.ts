@@ -24,18 +24,23 @@ export const observability = fp<Pick<ApiDeps, 'metrics' | 'is_closing'>>(
       return child;
     };
 
-    app.addHook('onRequest', async (req, reply) => {
+    // Hooks in callback style: nothing here waits, and an async hook costs a promise per request.
+    app.addHook('onRequest', (req, reply, done) => {
       reply.header('Request-Id', req.id);
       deps.metrics.http_in_flight.inc();
       if (deps.is_closing() && !req.url.startsWith('/healthz') && !req.url.startsWith('/readyz')) {
         reply.header('Connection', 'close');
-        throw serviceUnavailable(
-          'The server is shutting down. Retry the request; another instance will answer it.',
+        done(
+          serviceUnavailable(
+            'The server is shutting down. Retry the request; another instance will answer it.',
+          ),
         );
+        return;
       }
+      done();
     });
 
-    app.addHook('onResponse', async (req, reply) => {
+    app.addHook('onResponse', (req, reply, done) => {
       deps.metrics.http_in_flight.dec();
       const route = req.routeOptions.url ?? 'unmatched';
       const status_code = String(reply.statusCode);
@@ -45,6 +50,7 @@ export const observability = fp<Pick<ApiDeps, 'metrics' | 'is_closing'>>(
       series(timers, `${req.method} ${route}`, () =>
         deps.metrics.http_duration.labels(req.method, route),
       ).observe(reply.elapsedTime / 1000);
+      done();
     });
   },
 );
