@@ -203,7 +203,13 @@ ledger
     const json = opts.json ?? false;
     const result = await withDatabase((db) =>
       verifyLedger(db.pool, {
+        // Progress on stderr: a large ledger takes a while (chunks of 2,000 accounts).
+        onAccounts: (checked) => {
+          if (!json && process.stderr.isTTY) process.stderr.write(`\r  accounts checked: ${checked}`);
+        },
         onCheck: (check, violations) => {
+          if (!json && process.stderr.isTTY && check === 'account_balances_match_transfers')
+            process.stderr.write('\n');
           if (!json)
             process.stderr.write(
               `  ${check.padEnd(46)} ${violations === 0 ? 'ok' : `${violations} violation(s)`}\n`,

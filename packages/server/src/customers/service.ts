@@ -230,7 +230,6 @@ export async function listCustomers(
   });
 }
 
-/** Stripe's Customer object. A deleted customer is a stub with `deleted: true`. */
 /**
  * jsonb stores object keys in its own order (shorter keys first), so a response built from
  * the row we wrote and one built from the row we read back would differ byte for byte.
@@ -247,6 +246,7 @@ function orderedAddress(address: Address): Address {
   };
 }
 
+/** Stripe's Customer object. A deleted customer is a stub with `deleted: true`. */
 export function serializeCustomer(row: CustomerRow): Record<string, unknown> {
   if (row.deleted_at) return { id: row.id, object: 'customer', deleted: true };
   return {

@@ -291,7 +291,7 @@ export class IdempotencyEngine {
                 last_run_at = now()
           WHERE merchant_id = $1 AND livemode = $2 AND idempotency_key = $3 AND locked_by = $4
           RETURNING 1)
-       SELECT moneta_assert_one_row((SELECT count(*) FROM updated)) AS ok`,
+       SELECT moneta_assert_rows((SELECT count(*) FROM updated), 1, $9) AS ok`,
       values: [
         run.scope.merchant_id,
         run.scope.livemode,
@@ -301,6 +301,7 @@ export class IdempotencyEngine {
         JSON.stringify(finished ? {} : (outcome.state ?? {})),
         finished ? outcome.response.status : null,
         finished ? outcome.response.body : null,
+        LOCK_LOST_SQLSTATE,
       ],
     };
   }
@@ -432,7 +433,7 @@ export class IdempotencyEngine {
 }
 
 const KEY_CONSTRAINT = 'idempotency_keys_pkey';
-/** Raised by moneta_assert_one_row (migration 0002) when the lock holder changed under us. */
+/** Raised by moneta_assert_rows (migration 0002) when the lock holder changed under us. */
 const LOCK_LOST_SQLSTATE = 'MN001';
 
 function isKeyConstraint(err: unknown): boolean {

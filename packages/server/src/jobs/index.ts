@@ -2,7 +2,7 @@ import { type Runner, run, type Task, type TaskList, Logger as WorkerLogger } fr
 import type { Logger } from 'pino';
 import type { Pool } from '../db/pool.ts';
 import type { IdempotencyEngine } from '../idempotency/index.ts';
-import { IncrementalVerifier, type Ledger } from '../ledger/index.ts';
+import { IncrementalVerifier, LEDGER_CHECKS, type Ledger } from '../ledger/index.ts';
 import type { Metrics } from '../ops/metrics.ts';
 
 /**
@@ -24,12 +24,6 @@ const COMPLETER_BATCH = 200;
 /** Pending transfers released per transaction, and transactions per run. */
 const EXPIRY_BATCH = 1_000;
 const MAX_EXPIRY_BATCHES = 50;
-const LEDGER_CHECKS = [
-  'account_balances_match_transfers',
-  'ledger_debits_equal_credits',
-  'account_limit_flags_hold',
-  'pending_resolved_at_most_once_within_amount',
-] as const;
 
 export const CRONTAB = [
   // Finish requests abandoned between atomic phases (lock older than the lock timeout).

@@ -73,43 +73,59 @@ export function applyTransfers(
 ): TransferBatchOutcome {
   assert(inputs.length <= MAX_BATCH, 'a batch holds at most MAX_BATCH transfers');
   const out: TransferBatchOutcome = {
-    results: new Array<CreateTransferResult>(inputs.length),
+    results: [],
     created: [],
     pending_changes: new Map(),
     touched: new Set(),
     history: [],
   };
+  out.results = applyChained<TransferInput, CreateTransferResult, Undo>(inputs, TransferFlags.linked, {
+    begin: () => newUndo(out),
+    apply: (t, undo) => applyOne(t, state, out, clock(), undo),
+    rollBack: (undo) => rollBack(undo, state, out),
+  });
+  return out;
+}
+
+type ChainResult = 'ok' | 'linked_event_failed' | 'linked_event_chain_open';
+
+/**
+ * TigerBeetle's linked chains, for accounts and transfers alike: an event with the `linked`
+ * flag continues a chain into the next one. If any event of a chain fails, `rollBack`
+ * undoes the chain's effects (recorded since `begin`); the failing event keeps its result and
+ * the chain's other events answer `linked_event_failed` (those after the failure are not
+ * evaluated). A chain still open at the end of the call fails with `linked_event_chain_open`
+ * on its last event, which TigerBeetle checks before anything else.
+ */
+function applyChained<E extends { flags: number }, R extends string, U>(
+  events: readonly E[],
+  linked_flag: number,
+  chain: { begin: () => U; apply: (event: E, undo: U | null) => R; rollBack: (undo: U) => void },
+): R[] {
+  const results = new Array<R>(events.length);
   let chain_start: number | null = null;
   let chain_failed = false;
-  let undo: Undo | null = null;
-  for (let i = 0; i < inputs.length; i += 1) {
-    const input = inputs[i]!;
-    const linked = has(input.flags, TransferFlags.linked);
+  let undo: U | null = null;
+  for (let i = 0; i < events.length; i += 1) {
+    const linked = has(events[i]!.flags, linked_flag);
     if (chain_start === null && linked) {
       chain_start = i;
-      chain_failed = false;
-      undo = newUndo(out);
+      undo = chain.begin();
     }
-    const now = clock();
-    // An open chain is reported on its last event even when the chain already failed
-    // (TigerBeetle checks it first).
-    if (linked && i === inputs.length - 1) {
-      out.results[i] = 'linked_event_chain_open';
+    if (linked && i === events.length - 1) {
+      results[i] = 'linked_event_chain_open' satisfies ChainResult as R;
       chain_failed = true;
     } else if (chain_failed) {
-      out.results[i] = 'linked_event_failed';
+      results[i] = 'linked_event_failed' satisfies ChainResult as R;
     } else {
-      out.results[i] = applyOne(input, state, out, now, undo);
-      if (out.results[i] !== 'ok' && chain_start !== null) chain_failed = true;
+      results[i] = chain.apply(events[i]!, undo);
+      if (results[i] !== 'ok' && chain_start !== null) chain_failed = true;
     }
-    const chain_ends = chain_start !== null && !linked;
-    const batch_ends = i === inputs.length - 1;
-    if (chain_start !== null && (chain_ends || batch_ends)) {
+    if (chain_start !== null && (!linked || i === events.length - 1)) {
       if (chain_failed) {
-        rollBack(undo!, state, out);
-        // The event that failed keeps its own result; the others of the chain did not happen.
+        chain.rollBack(undo!);
         for (let j = chain_start; j <= i; j += 1) {
-          if (out.results[j] === 'ok') out.results[j] = 'linked_event_failed';
+          if (results[j] === 'ok') results[j] = 'linked_event_failed' satisfies ChainResult as R;
         }
       }
       chain_start = null;
@@ -117,7 +133,7 @@ export function applyTransfers(
       undo = null;
     }
   }
-  return out;
+  return results;
 }
 
 function newUndo(out: TransferBatchOutcome): Undo {
@@ -147,10 +163,7 @@ function rollBack(undo: Undo, state: TransferBatchState, out: TransferBatchOutco
 }
 
 function remember(undo: Undo | null, account: Account): void {
-  if (undo && !undo.balances.has(account.id)) {
-    const { debits_pending, debits_posted, credits_pending, credits_posted } = account;
-    undo.balances.set(account.id, { debits_pending, debits_posted, credits_pending, credits_posted });
-  }
+  if (undo && !undo.balances.has(account.id)) undo.balances.set(account.id, balancesOf(account));
 }
 
 /** Checks that need nothing but the transfer itself. */
@@ -478,7 +491,8 @@ export function applyExpiry(
   return out;
 }
 
-function balancesOf(a: Account): Balances {
+/** The four balances alone, copied. */
+export function balancesOf(a: Balances): Balances {
   return {
     debits_pending: a.debits_pending,
     debits_posted: a.debits_posted,
@@ -499,54 +513,32 @@ export function applyAccounts(
   clock: () => bigint,
 ): AccountBatchOutcome {
   assert(inputs.length <= MAX_BATCH, 'a batch holds at most MAX_BATCH accounts');
-  const results = new Array<CreateAccountResult>(inputs.length);
-  const out: Account[] = [];
+  const created: Account[] = [];
   const seen = new Map(existing);
-  let chain_start: number | null = null;
-  let chain_failed = false;
-  let chain_created = 0;
-  for (let i = 0; i < inputs.length; i += 1) {
-    const a = inputs[i]!;
-    const linked = has(a.flags, AccountFlags.linked);
-    if (chain_start === null && linked) {
-      chain_start = i;
-      chain_failed = false;
-      chain_created = out.length;
-    }
-    const timestamp = clock();
-    if (linked && i === inputs.length - 1) {
-      results[i] = 'linked_event_chain_open';
-      chain_failed = true;
-    } else if (chain_failed) results[i] = 'linked_event_failed';
-    else {
-      results[i] = checkAccount(a, seen.get(a.id));
-      if (results[i] === 'ok') {
-        const account: Account = {
-          ...a,
-          livemode: a.livemode ?? false,
-          flags: a.flags & ~AccountFlags.linked,
-          debits_pending: 0n,
-          debits_posted: 0n,
-          credits_pending: 0n,
-          credits_posted: 0n,
-          timestamp,
-        };
-        out.push(account);
-        seen.set(a.id, account);
-      } else if (chain_start !== null) chain_failed = true;
-    }
-    if (chain_start !== null && (!linked || i === inputs.length - 1)) {
-      if (chain_failed) {
-        for (const dropped of out.splice(chain_created)) seen.delete(dropped.id);
-        for (let j = chain_start; j <= i; j += 1) {
-          if (results[j] === 'ok') results[j] = 'linked_event_failed';
-        }
-      }
-      chain_start = null;
-      chain_failed = false;
-    }
-  }
-  return { results, created: out };
+  const results = applyChained<AccountInput, CreateAccountResult, number>(inputs, AccountFlags.linked, {
+    begin: () => created.length,
+    apply: (a) => {
+      const result = checkAccount(a, seen.get(a.id));
+      if (result !== 'ok') return result;
+      const account: Account = {
+        ...a,
+        livemode: a.livemode ?? false,
+        flags: a.flags & ~AccountFlags.linked,
+        debits_pending: 0n,
+        debits_posted: 0n,
+        credits_pending: 0n,
+        credits_posted: 0n,
+        timestamp: clock(),
+      };
+      created.push(account);
+      seen.set(a.id, account);
+      return 'ok';
+    },
+    rollBack: (created_before) => {
+      for (const dropped of created.splice(created_before)) seen.delete(dropped.id);
+    },
+  });
+  return { results, created };
 }
 
 function checkAccount(a: AccountInput, existing: Account | undefined): CreateAccountResult {

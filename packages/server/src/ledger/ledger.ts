@@ -4,6 +4,7 @@ import {
   applyAccounts,
   applyExpiry,
   applyTransfers,
+  balancesOf,
   type TransferBatchOutcome,
   type TransferBatchState,
 } from './engine.ts';
@@ -12,11 +13,11 @@ import {
   COPY_TRANSFERS,
   findExpiredPending,
   insertAccounts,
-  loadAccountsForCreate,
   loadLedgerState,
   loadTransferBatch,
   lookupAccounts,
   lookupTransfers,
+  STALE_SQLSTATE,
   transferBatchWrites,
   transfersCopyData,
 } from './store.ts';
@@ -59,8 +60,6 @@ export const DEFAULT_LEDGER_OPTIONS: LedgerOptions = {
 
 /** A duplicate id raced us from another batch; the retry sees it stored and answers `exists`. */
 const MAX_BATCH_ATTEMPTS = 3;
-/** Raised by the checked update when an account or pending row changed since it was read. */
-const STALE_SQLSTATE = 'MN002';
 /** Accounts whose committed balances a process keeps, so hot ones are never read again. */
 const MAX_KNOWN_ACCOUNTS = 100_000;
 /** Below this many transfers the one-statement insert wins: COPY costs extra round trips. */
@@ -114,10 +113,11 @@ export class Ledger {
     for (let attempt = 1; ; attempt += 1) {
       try {
         return await withTransaction(this.pool, async (tx) => {
-          const existing = await loadAccountsForCreate(
+          const found = await lookupAccounts(
             tx,
             inputs.map((a) => a.id),
           );
+          const existing = new Map(found.map((a) => [a.id, a]));
           const outcome = applyAccounts(inputs, existing, this.clock);
           const insert = insertAccounts(outcome);
           await tx.commit(insert ? [insert] : []);
@@ -164,9 +164,8 @@ export class Ledger {
     return withTransaction(this.pool, async (tx) => {
       const state = await loadLedgerState(tx, ids, new Set(ids), new Set());
       const original = balancesByAccount(state);
-      const before = snapshot(state);
       const outcome = applyExpiry(ids, state, now);
-      assertBatchInvariants(before, state, outcome);
+      assertBatchInvariants(original, state, outcome);
       await tx.commit(transferBatchWrites(outcome, state, original, now));
       this.remember(outcome, state);
       return outcome.pending_changes.size;
@@ -276,9 +275,8 @@ export class Ledger {
         return await withTransaction(copying ? this.opts.copy_pool! : this.pool, async (tx) => {
           const state = await loadTransferBatch(tx, inputs, careful, this.known);
           const original = balancesByAccount(state);
-          const before = snapshot(state);
           const outcome = applyTransfers(inputs, state, this.clock);
-          assertBatchInvariants(before, state, outcome);
+          assertBatchInvariants(original, state, outcome);
           if (!careful) {
             const suspects = inputs
               .filter((_t, i) => !DECIDED_BEFORE_EXISTS.has(outcome.results[i]!))
@@ -330,27 +328,9 @@ export class LedgerOverloaded extends Error {
   }
 }
 
-type Snapshot = Map<string, { ledger: number; debits: bigint; credits: bigint }>;
-
+/** Each account's balances as the batch read them, before its rules ran. */
 function balancesByAccount(state: TransferBatchState): Map<string, Balances> {
-  const out = new Map<string, Balances>();
-  for (const a of state.accounts.values()) {
-    const { debits_pending, debits_posted, credits_pending, credits_posted } = a;
-    out.set(a.id, { debits_pending, debits_posted, credits_pending, credits_posted });
-  }
-  return out;
-}
-
-function snapshot(state: TransferBatchState): Snapshot {
-  const out: Snapshot = new Map();
-  for (const a of state.accounts.values()) {
-    out.set(a.id, {
-      ledger: a.ledger,
-      debits: a.debits_pending + a.debits_posted,
-      credits: a.credits_pending + a.credits_posted,
-    });
-  }
-  return out;
+  return new Map([...state.accounts.values()].map((a) => [a.id, balancesOf(a)]));
 }
 
 /**
@@ -358,7 +338,7 @@ function snapshot(state: TransferBatchState): Snapshot {
  * added to debits equals what it added to credits, and no balance left its range.
  */
 function assertBatchInvariants(
-  before: Snapshot,
+  before: ReadonlyMap<string, Balances>,
   state: TransferBatchState,
   outcome: TransferBatchOutcome,
 ): void {
@@ -369,9 +349,9 @@ function assertBatchInvariants(
     for (const v of [a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted]) {
       assert(v >= 0n && v <= AMOUNT_MAX, 'balances stay within 0..AMOUNT_MAX');
     }
-    const d =
-      a.debits_pending + a.debits_posted - b.debits - (a.credits_pending + a.credits_posted - b.credits);
-    net.set(a.ledger, (net.get(a.ledger) ?? 0n) + d);
+    const debited = a.debits_pending + a.debits_posted - b.debits_pending - b.debits_posted;
+    const credited = a.credits_pending + a.credits_posted - b.credits_pending - b.credits_posted;
+    net.set(a.ledger, (net.get(a.ledger) ?? 0n) + debited - credited);
   }
   for (const [ledger, d] of net) assert(d === 0n, `batch is balanced on ledger ${ledger}`);
 }

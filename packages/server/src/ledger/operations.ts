@@ -3,85 +3,55 @@ import { jsonResponse } from '../idempotency/index.ts';
 import { type AccountJson, accountFromJson, type TransferJson, transferFromJson } from './json.ts';
 import type { Ledger } from './ledger.ts';
 
-/*
- * The ledger's idempotent operations for the HTTP API. The ledger is idempotent by id on its
- * own, so a request resumed after a crash simply answers `exists` for what already landed.
- */
-
-/** Per-item results of a batch call, in the order of the request. */
-function results(kind: string, ids: string[], list: readonly string[]) {
-  return {
-    object: 'list',
-    data: list.map((result, index) => ({ object: `ledger.${kind}_result`, index, id: ids[index], result })),
-  };
-}
-
-function createAccountsOperation(
-  ledger: Ledger,
-): IdempotentOperation<{ accounts: AccountJson[]; livemode: boolean }> {
-  return {
-    name: 'ledger.accounts.create',
-    persist_params: true,
-    steps: {
-      // The ledger is idempotent by id on its own; a resumed request answers `exists`.
-      started: async (ctx) => {
-        const { accounts, livemode } = ctx.params;
-        const outcome = await ledger.createAccounts(accounts.map((a, i) => accountFromJson(a, i, livemode)));
-        await ctx.atomicPhase(async () =>
-          jsonResponse(
-            200,
-            results(
-              'account',
-              accounts.map((a) => a.id),
-              outcome,
-            ),
-          ),
-        );
-      },
-    },
-  };
-}
-
-function createTransfersOperation(
-  ledger: Ledger,
-): IdempotentOperation<{ transfers: TransferJson[]; livemode: boolean }> {
-  return {
-    name: 'ledger.transfers.create',
-    persist_params: true,
-    steps: {
-      started: async (ctx) => {
-        const { transfers, livemode } = ctx.params;
-        const outcome = await ledger.createTransfers(
-          transfers.map((t, i) => transferFromJson(t, i, livemode)),
-        );
-        await ctx.atomicPhase(async () =>
-          jsonResponse(
-            200,
-            results(
-              'transfer',
-              transfers.map((t) => t.id),
-              outcome,
-            ),
-          ),
-        );
-      },
-    },
-  };
+/** A batch call's parameters as stored with its idempotency key: the JSON items and the key's mode. */
+export interface BatchParams<J> {
+  items: J[];
+  livemode: boolean;
 }
 
 export interface LedgerOperations {
-  create_accounts: IdempotentOperation<{ accounts: AccountJson[]; livemode: boolean }>;
-  create_transfers: IdempotentOperation<{ transfers: TransferJson[]; livemode: boolean }>;
+  create_accounts: IdempotentOperation<BatchParams<AccountJson>>;
+  create_transfers: IdempotentOperation<BatchParams<TransferJson>>;
 }
 
-/** One set of operations per ledger instance, made once so the engine can register them. */
-export const ledgerOperations = new WeakMap<Ledger, LedgerOperations>();
-
+/**
+ * The ledger's idempotent operations for the HTTP API. The ledger is idempotent by id on its
+ * own, so a request resumed after a crash simply answers `exists` for what already landed.
+ * Stateless: the service registers one set with the engine (for the completer) and the
+ * routes make their own.
+ */
 export function makeLedgerOperations(ledger: Ledger): LedgerOperations {
-  const made = {
-    create_accounts: createAccountsOperation(ledger),
-    create_transfers: createTransfersOperation(ledger),
+  return {
+    create_accounts: batchOperation('ledger.accounts.create', 'account', (items, livemode) =>
+      ledger.createAccounts(items.map((a, i) => accountFromJson(a, i, livemode))),
+    ),
+    create_transfers: batchOperation('ledger.transfers.create', 'transfer', (items, livemode) =>
+      ledger.createTransfers(items.map((t, i) => transferFromJson(t, i, livemode))),
+    ),
   };
-  ledgerOperations.set(ledger, made);
-  return made;
+}
+
+function batchOperation<J extends { id: string }>(
+  name: string,
+  kind: 'account' | 'transfer',
+  create: (items: J[], livemode: boolean) => Promise<readonly string[]>,
+): IdempotentOperation<BatchParams<J>> {
+  return {
+    name,
+    persist_params: true,
+    steps: {
+      started: async (ctx) => {
+        const { items, livemode } = ctx.params;
+        const outcome = await create(items, livemode);
+        // Per-item results, in the order of the request.
+        const data = outcome.map((result, index) => ({
+          object: `ledger.${kind}_result`,
+          index,
+          id: items[index]!.id,
+          result,
+        }));
+        await ctx.atomicPhase(async () => jsonResponse(200, { object: 'list', data }));
+      },
+    },
+  };
 }

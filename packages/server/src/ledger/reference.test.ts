@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../../test/helpers.ts';
+import { transferInput as fixtureTransfer } from '../../test/ledger-fixtures.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
 import {
@@ -242,21 +243,7 @@ interface World {
 }
 
 function base(over: Partial<TransferInput> = {}): TransferInput {
-  return {
-    id: ledgerId(),
-    debit_account_id: ZERO_ID,
-    credit_account_id: ZERO_ID,
-    amount: null,
-    pending_id: null,
-    ledger: USD,
-    code: 1,
-    flags: 0,
-    timeout_s: 0,
-    user_data_128: null,
-    user_data_64: null,
-    user_data_32: null,
-    ...over,
-  };
+  return fixtureTransfer(ZERO_ID, ZERO_ID, null, over);
 }
 
 function choose<T>(xs: readonly T[], n: number): T | undefined {

@@ -176,12 +176,15 @@ export async function findExpiredPending(db: Queryable, now: bigint, limit: numb
   return rows.map((r) => r.id as string);
 }
 
+/** Raised by the checked update (moneta_assert_rows) when a row changed since the batch read it. */
+export const STALE_SQLSTATE = 'MN002';
+
 /**
  * The batch's effects as statements; the caller commits them as one. The last one is checked:
  * it sets each touched account's balances only where they still hold the values the batch
- * started from (`original`), moves each pending row only from `pending`, and raises (MN002)
- * unless every one of those rows matched. So a batch computed from stale balances (another
- * process wrote in between) changes nothing and is redone under locks.
+ * started from (`original`), moves each pending row only from `pending`, and raises
+ * STALE_SQLSTATE unless every one of those rows matched. So a batch computed from stale
+ * balances (another process wrote in between) changes nothing and is redone under locks.
  */
 export function transferBatchWrites(
   outcome: TransferBatchOutcome,
@@ -193,15 +196,11 @@ export function transferBatchWrites(
   const writes: Statement[] = [];
   if (outcome.created.length > 0 && !transfers_copied) writes.push(insertTransfers(outcome.created));
   if (outcome.history.length > 0) writes.push(insertHistory(outcome.history));
-  const accounts = [...outcome.touched].map((id) => state.accounts.get(id)!);
-  const was = accounts.map((a) => original.get(a.id)!);
+  const touched = [...outcome.touched];
   const records = [...outcome.pending_changes.values()];
   // Accounts the batch consulted but did not change (a transfer refused for lack of funds,
   // say): their balances must also still be what the batch decided on.
-  const consulted = [...state.accounts.keys()]
-    .filter((id) => !outcome.touched.has(id))
-    .map((id) => original.get(id)!);
-  const consulted_ids = [...state.accounts.keys()].filter((id) => !outcome.touched.has(id));
+  const consulted = [...state.accounts.keys()].filter((id) => !outcome.touched.has(id));
   writes.push({
     name: 'moneta_ledger_checked_update',
     text: `WITH moneta_balances AS (
@@ -228,31 +227,33 @@ export function transferBatchWrites(
                 AND a.credits_pending = v.was_cp AND a.credits_posted = v.was_cpo)
            SELECT moneta_assert_rows(
                     (SELECT count(*) FROM moneta_balances) + (SELECT count(*) FROM moneta_pending)
-                      + (SELECT count(*) FROM moneta_consulted), $15) AS ok`,
+                      + (SELECT count(*) FROM moneta_consulted), $15, $21) AS ok`,
     values: [
-      accounts.map((a) => a.id),
-      accounts.map((a) => a.debits_pending.toString()),
-      accounts.map((a) => a.debits_posted.toString()),
-      accounts.map((a) => a.credits_pending.toString()),
-      accounts.map((a) => a.credits_posted.toString()),
-      was.map((b) => b.debits_pending.toString()),
-      was.map((b) => b.debits_posted.toString()),
-      was.map((b) => b.credits_pending.toString()),
-      was.map((b) => b.credits_posted.toString()),
+      touched,
+      ...balanceArrays(touched.map((id) => state.accounts.get(id)!)),
+      ...balanceArrays(touched.map((id) => original.get(id)!)),
       records.map((r) => r.transfer.id),
       records.map((r) => r.state),
       resolved_at.toString(),
       'pending',
       records.map((r) => r.expires_at?.toString() ?? null),
-      accounts.length + records.length + consulted.length,
-      consulted_ids,
-      consulted.map((b) => b.debits_pending.toString()),
-      consulted.map((b) => b.debits_posted.toString()),
-      consulted.map((b) => b.credits_pending.toString()),
-      consulted.map((b) => b.credits_posted.toString()),
+      touched.length + records.length + consulted.length,
+      consulted,
+      ...balanceArrays(consulted.map((id) => original.get(id)!)),
+      STALE_SQLSTATE,
     ],
   });
   return writes;
+}
+
+/** The four balance columns of `rows` as parameter arrays, in the order the statements use. */
+function balanceArrays(rows: readonly Balances[]): [string[], string[], string[], string[]] {
+  return [
+    rows.map((b) => b.debits_pending.toString()),
+    rows.map((b) => b.debits_posted.toString()),
+    rows.map((b) => b.credits_pending.toString()),
+    rows.map((b) => b.credits_posted.toString()),
+  ];
 }
 
 function insertHistory(h: readonly HistoryEntry[]): Statement {
@@ -265,10 +266,7 @@ function insertHistory(h: readonly HistoryEntry[]): Statement {
       h.map((e) => e.account_id),
       h.map((e) => e.timestamp.toString()),
       h.map((e) => e.transfer_id),
-      h.map((e) => e.debits_pending.toString()),
-      h.map((e) => e.debits_posted.toString()),
-      h.map((e) => e.credits_pending.toString()),
-      h.map((e) => e.credits_posted.toString()),
+      ...balanceArrays(h),
     ],
   };
 }
@@ -318,37 +316,28 @@ function insertTransfers(transfers: readonly Transfer[]): Statement {
   };
 }
 
-export async function loadAccountsForCreate(tx: Tx, ids: readonly string[]): Promise<Map<string, Account>> {
-  const { rows } = await tx.query({
-    name: 'moneta_ledger_load_accounts',
-    text: `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::uuid[])`,
-    values: [[...new Set(ids)]],
-  });
-  return new Map(rows.map((r) => [r.id as string, accountFromRow(r)]));
-}
-
 export function insertAccounts(outcome: AccountBatchOutcome): Statement | null {
   const a = outcome.created;
   if (a.length === 0) return null;
+  assert(
+    a.every((x) => x.debits_pending + x.debits_posted + x.credits_pending + x.credits_posted === 0n),
+    'new accounts start at zero (the columns default to it)',
+  );
   return {
     name: 'moneta_ledger_insert_accounts',
-    text: `INSERT INTO ledger_accounts (${ACCOUNT_COLUMNS})
-           SELECT * FROM unnest($1::uuid[], $13::boolean[], $2::int[], $3::int[], $4::int[], $5::uuid[], $6::bigint[],
-                                $7::int[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])`,
+    text: `INSERT INTO ledger_accounts (id, livemode, ledger, code, flags, user_data_128, user_data_64, user_data_32, timestamp)
+           SELECT * FROM unnest($1::uuid[], $2::boolean[], $3::int[], $4::int[], $5::int[], $6::uuid[], $7::bigint[],
+                                $8::int[], $9::bigint[])`,
     values: [
       a.map((x) => x.id),
+      a.map((x) => x.livemode),
       a.map((x) => x.ledger),
       a.map((x) => x.code),
       a.map((x) => x.flags),
       a.map((x) => x.user_data_128),
       a.map((x) => x.user_data_64?.toString() ?? null),
       a.map((x) => x.user_data_32),
-      a.map(() => '0'),
-      a.map(() => '0'),
-      a.map(() => '0'),
-      a.map(() => '0'),
       a.map((x) => x.timestamp.toString()),
-      a.map((x) => x.livemode),
     ],
   };
 }
@@ -429,16 +418,7 @@ export async function anyTransferExists(tx: Tx, ids: readonly string[]): Promise
  * An account's balances as they were at `timestamp` (nanoseconds), for accounts with the
  * `history` flag: the balances after the last transfer at or before it, zero before the first.
  */
-export async function balancesAt(
-  db: Queryable,
-  account_id: string,
-  timestamp: bigint,
-): Promise<{
-  debits_pending: bigint;
-  debits_posted: bigint;
-  credits_pending: bigint;
-  credits_posted: bigint;
-}> {
+export async function balancesAt(db: Queryable, account_id: string, timestamp: bigint): Promise<Balances> {
   const { rows } = await db.query(
     `SELECT debits_pending, debits_posted, credits_pending, credits_posted FROM ledger_account_balances
       WHERE account_id = $1 AND timestamp <= $2 ORDER BY timestamp DESC, transfer_id DESC LIMIT 1`,

@@ -2,7 +2,7 @@ import type { Queryable } from '../db/pool.ts';
 import { AccountFlags, TransferFlags } from './types.ts';
 
 export interface Violation {
-  check: string;
+  check: LedgerCheck;
   detail: Record<string, unknown>;
 }
 
@@ -29,25 +29,45 @@ const MAX_CHUNKS = 10_000;
  * one statement, so it sees one consistent snapshot even while batches commit.
  */
 export async function verifyLedger(db: Queryable, opts: VerifyOptions = {}): Promise<Violation[]> {
-  const out: Violation[] = [];
-  const report = (check: string, rows: Record<string, unknown>[]) => {
-    for (const detail of rows.slice(0, MAX_REPORTED)) out.push({ check, detail: jsonSafe(detail) });
-    opts.onCheck?.(check, rows.length);
-  };
-  const accounts: Record<string, unknown>[] = [];
+  const found = new Findings(opts.onCheck);
+  let broken_accounts: Record<string, unknown>[] = [];
+  let broken_count = 0;
   let after: string | null = null;
   let checked = 0;
   for (let chunk = 0; chunk < MAX_CHUNKS; chunk += 1) {
     const result = await verifyAccountChunk(db, after, ACCOUNT_CHUNK);
-    accounts.push(...result.violations);
+    // Only the first MAX_REPORTED rows are kept; the count covers them all.
+    broken_count += result.violations.length;
+    if (broken_accounts.length < MAX_REPORTED) broken_accounts = broken_accounts.concat(result.violations);
     checked += result.checked;
     opts.onAccounts?.(checked);
     if (result.last_id === null || result.checked < ACCOUNT_CHUNK) break;
     after = result.last_id;
   }
-  report('account_balances_match_transfers', accounts);
-  await verifyTotals(db, report);
-  return out;
+  found.report('account_balances_match_transfers', broken_accounts, broken_count);
+  await verifyTotals(db, found);
+  return found.violations;
+}
+
+/** The invariants the checks report on, by name (metrics carry one series each). */
+export const LEDGER_CHECKS = [
+  'account_balances_match_transfers',
+  'ledger_debits_equal_credits',
+  'account_limit_flags_hold',
+  'pending_resolved_at_most_once_within_amount',
+] as const;
+export type LedgerCheck = (typeof LEDGER_CHECKS)[number];
+
+/** What the checks found: at most MAX_REPORTED rows per check, and progress for the caller. */
+class Findings {
+  readonly violations: Violation[] = [];
+
+  constructor(private readonly onCheck?: (check: string, violations: number) => void) {}
+
+  report(check: LedgerCheck, rows: readonly Record<string, unknown>[], count = rows.length): void {
+    for (const detail of rows.slice(0, MAX_REPORTED)) this.violations.push({ check, detail });
+    this.onCheck?.(check, count);
+  }
 }
 
 export interface ChunkResult {
@@ -91,10 +111,7 @@ export async function verifyAccountChunk(
 }
 
 /** The checks over all accounts at once: cheap aggregates, run in full every time. */
-export async function verifyTotals(
-  db: Queryable,
-  report: (check: string, rows: Record<string, unknown>[]) => void,
-): Promise<void> {
+async function verifyTotals(db: Queryable, found: Findings): Promise<void> {
   const pending = TransferFlags.pending;
   const resolving = TransferFlags.post_pending_transfer | TransferFlags.void_pending_transfer;
   const ledgers = await db.query(
@@ -102,7 +119,7 @@ export async function verifyTotals(
        FROM ledger_accounts GROUP BY ledger
      HAVING sum(debits_pending + debits_posted) <> sum(credits_pending + credits_posted)`,
   );
-  report('ledger_debits_equal_credits', ledgers.rows);
+  found.report('ledger_debits_equal_credits', ledgers.rows);
 
   const limits = await db.query(
     `SELECT id, flags, debits_pending, debits_posted, credits_pending, credits_posted FROM ledger_accounts
@@ -111,7 +128,7 @@ export async function verifyTotals(
       LIMIT $3`,
     [AccountFlags.debits_must_not_exceed_credits, AccountFlags.credits_must_not_exceed_debits, MAX_REPORTED],
   );
-  report('account_limit_flags_hold', limits.rows);
+  found.report('account_limit_flags_hold', limits.rows);
 
   const resolutions = await db.query(
     `SELECT p.id, p.amount, count(r.id) AS resolutions, coalesce(sum(r.amount), 0) AS resolved_amount
@@ -122,14 +139,7 @@ export async function verifyTotals(
       LIMIT $3`,
     [pending, resolving, MAX_REPORTED],
   );
-  report('pending_resolved_at_most_once_within_amount', resolutions.rows);
-}
-
-/** Database rows with bigint columns as strings, so a report serialises as JSON. */
-function jsonSafe(row: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(row)) out[k] = typeof v === 'bigint' ? v.toString() : v;
-  return out;
+  found.report('pending_resolved_at_most_once_within_amount', resolutions.rows);
 }
 
 /**
@@ -143,15 +153,12 @@ export class IncrementalVerifier {
   constructor(private readonly db: Queryable) {}
 
   async step(): Promise<{ violations: Violation[]; checked_accounts: number; wrapped: boolean }> {
-    const violations: Violation[] = [];
-    const report = (check: string, rows: Record<string, unknown>[]) => {
-      for (const detail of rows.slice(0, MAX_REPORTED)) violations.push({ check, detail: jsonSafe(detail) });
-    };
+    const found = new Findings();
     const chunk = await verifyAccountChunk(this.db, this.cursor, ACCOUNT_CHUNK);
-    report('account_balances_match_transfers', chunk.violations);
+    found.report('account_balances_match_transfers', chunk.violations);
     const wrapped = chunk.checked < ACCOUNT_CHUNK;
     this.cursor = wrapped ? null : chunk.last_id;
-    await verifyTotals(this.db, report);
-    return { violations, checked_accounts: chunk.checked, wrapped };
+    await verifyTotals(this.db, found);
+    return { violations: found.violations, checked_accounts: chunk.checked, wrapped };
   }
 }

@@ -7,9 +7,9 @@ import {
   accountToJson,
   balancesAt,
   type Ledger,
-  ledgerOperations,
   listAccountTransfers,
   MAX_BATCH,
+  makeLedgerOperations,
   TransferFlags,
   type TransferJson,
   transferFromJson,
@@ -107,16 +107,25 @@ const pageQuery = {
  */
 export async function ledgerRoutes(app: FastifyInstance, opts: { ledger: Ledger }) {
   const { ledger } = opts;
-  const createAccounts = ledgerOperations.get(ledger)!.create_accounts;
-  const createTransfers = ledgerOperations.get(ledger)!.create_transfers;
-  app.addHook('preHandler', async (req: FastifyRequest) => {
+  const operations = makeLedgerOperations(ledger);
+  app.addHook('preHandler', (req, _reply, done) => {
     if (!req.auth?.platform) {
-      throw permissionError(
-        "The ledger API is for the platform's own keys. Create them with `moneta merchants create --platform --name …`.",
+      done(
+        permissionError(
+          "The ledger API is for the platform's own keys. Create them with `moneta merchants create --platform --name …`.",
+        ),
       );
+      return;
     }
+    done();
   });
   const livemode = (req: FastifyRequest) => req.auth!.livemode;
+  /** The account, or a 404 when it does not exist in the key's mode. */
+  const accountInMode = async (req: FastifyRequest, id: string) => {
+    const [account] = await ledger.lookupAccounts([id]);
+    if (!account || account.livemode !== livemode(req)) throw resourceMissing('ledger account', id);
+    return account;
+  };
 
   app.post(
     '/ledger/accounts',
@@ -125,7 +134,10 @@ export async function ledgerRoutes(app: FastifyInstance, opts: { ledger: Ledger 
       const { accounts } = req.body as { accounts: AccountJson[] };
       // Parameter errors (a 400 naming the field) before any work.
       for (const [i, a] of accounts.entries()) accountFromJson(a, i, false);
-      return app.runOperation(req, reply, createAccounts, { accounts, livemode: livemode(req) });
+      return app.runOperation(req, reply, operations.create_accounts, {
+        items: accounts,
+        livemode: livemode(req),
+      });
     },
   );
 
@@ -135,7 +147,10 @@ export async function ledgerRoutes(app: FastifyInstance, opts: { ledger: Ledger 
     async (req, reply) => {
       const { transfers } = req.body as { transfers: TransferJson[] };
       for (const [i, t] of transfers.entries()) transferFromJson(t, i, false);
-      return app.runOperation(req, reply, createTransfers, { transfers, livemode: livemode(req) });
+      return app.runOperation(req, reply, operations.create_transfers, {
+        items: transfers,
+        livemode: livemode(req),
+      });
     },
   );
 
@@ -144,8 +159,7 @@ export async function ledgerRoutes(app: FastifyInstance, opts: { ledger: Ledger 
     { schema: { params: uuidParam, querystring: noQuery } },
     async (req, reply) => {
       const { id } = req.params as { id: string };
-      const [account] = await ledger.lookupAccounts([id]);
-      if (!account || account.livemode !== livemode(req)) throw resourceMissing('ledger account', id);
+      const account = await accountInMode(req, id);
       return app.sendJson(reply, 200, accountToJson(account));
     },
   );
@@ -159,8 +173,7 @@ export async function ledgerRoutes(app: FastifyInstance, opts: { ledger: Ledger 
       if (query.starting_after && query.ending_before) {
         throw invalidRequest('Give starting_after or ending_before, not both.', 'ending_before');
       }
-      const [account] = await ledger.lookupAccounts([id]);
-      if (!account || account.livemode !== livemode(req)) throw resourceMissing('ledger account', id);
+      const account = await accountInMode(req, id);
       const page = await listAccountTransfers(ledger.pool, id, account.livemode, query);
       if (page === 'bad_cursor') {
         const param = query.starting_after ? 'starting_after' : 'ending_before';
@@ -191,8 +204,7 @@ export async function ledgerRoutes(app: FastifyInstance, opts: { ledger: Ledger 
     async (req, reply) => {
       const { id } = req.params as { id: string };
       const { timestamp } = req.query as { timestamp: string };
-      const [account] = await ledger.lookupAccounts([id]);
-      if (!account || account.livemode !== livemode(req)) throw resourceMissing('ledger account', id);
+      const account = await accountInMode(req, id);
       if ((account.flags & AccountFlags.history) === 0) {
         throw invalidRequest(
           'This account does not keep history: create it with the `history` flag to read past balances.',

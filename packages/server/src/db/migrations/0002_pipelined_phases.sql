@@ -1,12 +1,13 @@
--- An idempotent phase's last writes and its key row update go out as one statement with
--- the commit (one round trip), so a check that used to happen in the client between them
--- ("did my UPDATE still hold the lock?") has to happen inside the statement: raising here
--- fails the statement, and with it the whole phase.
-CREATE FUNCTION moneta_assert_one_row(n bigint) RETURNS boolean
+-- A check that used to happen in the client between statements ("did my UPDATE still hold
+-- the lock?", "did the balances I read still stand?") has to happen inside the statement
+-- now that the last writes go out as one statement with the commit: raising here fails the
+-- statement, and with it the whole transaction. The caller names the SQLSTATE, so it can
+-- tell which check failed (MN001: idempotency lock lost; MN002: ledger rows changed).
+CREATE FUNCTION moneta_assert_rows(n bigint, expected bigint, sqlstate text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF n <> 1 THEN
-    RAISE EXCEPTION USING ERRCODE = 'MN001', MESSAGE = format('expected one row, found %s', n);
+  IF n <> expected THEN
+    RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = format('expected %s rows, found %s', expected, n);
   END IF;
   RETURN true;
 END;

@@ -70,16 +70,3 @@ CREATE TABLE ledger_account_balances (
 -- The ledger's HTTP API is for the platform's operators and internal services, not for
 -- merchants: only keys of a platform merchant (moneta merchants create --platform) may use it.
 ALTER TABLE merchants ADD COLUMN is_platform boolean NOT NULL DEFAULT false;
-
--- The batch writer sends its balance updates as "set these balances where they still are
--- what I read": when another process changed an account in between, fewer rows match, this
--- raises, and the batch is redone with the accounts locked.
-CREATE FUNCTION moneta_assert_rows(n bigint, expected bigint) RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-  IF n <> expected THEN
-    RAISE EXCEPTION USING ERRCODE = 'MN002', MESSAGE = format('expected %s rows, found %s', expected, n);
-  END IF;
-  RETURN true;
-END;
-$$;
