@@ -173,6 +173,48 @@ export class Tx implements Queryable {
   }
 }
 
+/**
+ * One pooled connection shared by everyone who holds it, for single statements that must
+ * run in the order they were sent: the connection pipelines, so a statement goes out while
+ * the ones before it still run, and PostgreSQL runs them one after another. Held while
+ * anyone uses it and returned to the pool when the last user lets go, so an idle process
+ * keeps no connection.
+ */
+export class OrderedConnection {
+  private client: pg.PoolClient | null = null;
+  private connecting: Promise<pg.PoolClient> | null = null;
+  private users = 0;
+
+  constructor(private readonly pool: Pool) {}
+
+  /** The connection, for one user; pair every call with `release`. */
+  async acquire(): Promise<pg.PoolClient> {
+    this.users += 1;
+    if (this.client) return this.client;
+    try {
+      this.connecting ??= this.pool.connect();
+      this.client = await this.connecting;
+      assert(this.client.pipeline, 'an ordered connection comes from a pipelining pool');
+      return this.client;
+    } catch (err) {
+      this.connecting = null;
+      this.users -= 1;
+      throw err;
+    }
+  }
+
+  /** The pool itself drops a connection that failed rather than lending it again. */
+  release(): void {
+    assert(this.users > 0, 'release follows acquire');
+    this.users -= 1;
+    if (this.users > 0 || !this.client) return;
+    const client = this.client;
+    this.client = null;
+    this.connecting = null;
+    client.release();
+  }
+}
+
 /** Combined statement shapes by their parts' names; bounded, and never evicted so names stay stable. */
 const combined_shapes = new Map<string, { name: string; text: string }>();
 const MAX_COMBINED_SHAPES = 256;

@@ -1,4 +1,10 @@
-import { isUniqueViolation, type Pool, withTransaction } from '../db/pool.ts';
+import {
+  combineWrites,
+  isUniqueViolation,
+  OrderedConnection,
+  type Pool,
+  withTransaction,
+} from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
 import {
   applyAccounts,
@@ -11,6 +17,7 @@ import {
 import {
   anyTransferExists,
   COPY_TRANSFERS,
+  cachedTransferBatch,
   findExpiredPending,
   insertAccounts,
   loadLedgerState,
@@ -31,13 +38,19 @@ import {
   CreateTransferResults,
   MAX_BATCH,
   type Transfer,
+  TransferFlags,
   type TransferInput,
+  ZERO_ID,
 } from './types.ts';
 
 export interface LedgerOptions {
   /** Most transfers in one database transaction. */
   max_batch: number;
-  /** Batches committing at once; more overlap commit latency, at the price of lock waits on shared accounts. */
+  /**
+   * Batches committing at once. Beyond the first, only *pipelined* batches go out: those
+   * whose accounts are all in this process's cache, which are one statement each and are
+   * sent on one connection, so the database runs them in order while the next is computed.
+   */
   max_in_flight: number;
   /** Transfers waiting for a batch; beyond this, createTransfers refuses (back-pressure). */
   max_queued: number;
@@ -50,11 +63,11 @@ export interface LedgerOptions {
   copy_threshold?: number;
 }
 
-// One batch at a time: batches in flight together compete for the same rows and cached
-// balances, and measured no faster (see docs/ledger.md).
+// Two: while one pipelined batch runs in the database the next is computed (the process and
+// the database each keep a core busy); more measured no faster (see docs/ledger.md).
 export const DEFAULT_LEDGER_OPTIONS: LedgerOptions = {
   max_batch: MAX_BATCH,
-  max_in_flight: 1,
+  max_in_flight: 2,
   max_queued: 100_000,
 };
 
@@ -92,12 +105,15 @@ export class Ledger {
   private readonly queue: Waiting[] = [];
   private queued = 0;
   private in_flight = 0;
+  /** Of those, batches sent (or about to be) on the ordered connection. */
+  private pipelined_in_flight = 0;
   private pump_scheduled = false;
   /** Transfer ids of the batches committing now (see pump). */
   private readonly in_flight_ids = new Set<string>();
   private readonly clock = nanoClock();
   /** Accounts as this process's latest batch leaves them (bounded; see commitBatch). */
   private readonly known = new Map<string, Account>();
+  private readonly ordered: OrderedConnection;
 
   constructor(
     readonly pool: Pool,
@@ -105,6 +121,7 @@ export class Ledger {
   ) {
     assert(opts.max_batch >= 1 && opts.max_batch <= MAX_BATCH, 'batch size within 1..MAX_BATCH');
     assert(opts.max_in_flight >= 1, 'at least one batch in flight');
+    this.ordered = new OrderedConnection(pool);
   }
 
   async createAccounts(inputs: readonly AccountInput[]): Promise<CreateAccountResult[]> {
@@ -212,27 +229,61 @@ export class Ledger {
 
   private pump(): void {
     while (this.in_flight < this.opts.max_in_flight && this.queue.length > 0) {
-      const batch: Waiting[] = [];
-      let size = 0;
-      while (this.queue.length > 0 && size + this.queue[0]!.inputs.length <= this.opts.max_batch) {
-        // A call naming a transfer of a batch still committing waits for that batch: it could
-        // not see the transfer yet, and its answer would mix states before and after it.
-        if (this.in_flight > 0 && this.dependsOnInFlight(this.queue[0]!.inputs)) break;
-        const next = this.queue.shift()!;
-        batch.push(next);
-        size += next.inputs.length;
-      }
+      const pipelined = this.canPipeline(this.queue[0]!.inputs);
+      // Beside a batch in flight only pipelined batches go: batches on separate connections
+      // that touch the same accounts would fail each other's checked update.
+      if (this.in_flight > 0 && (!pipelined || this.pipelined_in_flight < this.in_flight)) return;
+      const batch = this.takeBatch(pipelined);
       if (batch.length === 0) return; // the head of the queue waits for a batch in flight
-      this.queued -= size;
-      this.in_flight += 1;
       const ids = batch.flatMap((w) => w.inputs.map((t) => t.id));
+      this.queued -= ids.length;
+      this.in_flight += 1;
+      if (pipelined) this.pipelined_in_flight += 1;
       for (const id of ids) this.in_flight_ids.add(id);
-      void this.runBatch(batch).finally(() => {
+      void this.runBatch(batch, pipelined).finally(() => {
         for (const id of ids) this.in_flight_ids.delete(id);
         this.in_flight -= 1;
+        if (pipelined) this.pipelined_in_flight -= 1;
         this.schedulePump();
       });
     }
+  }
+
+  /** Whole calls from the head of the queue, in order, up to the batch's limit. */
+  private takeBatch(pipelined: boolean): Waiting[] {
+    // With nothing in flight and room for more, a pipelined batch takes half of what waits,
+    // so the other half is computed and sent while this one runs: a closed loop of callers
+    // would otherwise stay in one batch, and the process and the database take turns idling.
+    const split = pipelined && this.in_flight === 0 && this.opts.max_in_flight > 1;
+    const limit = split ? Math.min(this.opts.max_batch, Math.ceil(this.queued / 2)) : this.opts.max_batch;
+    const batch: Waiting[] = [];
+    let size = 0;
+    while (this.queue.length > 0) {
+      const head = this.queue[0]!.inputs;
+      if (size + head.length > (batch.length === 0 ? this.opts.max_batch : limit)) break;
+      if (pipelined && !this.canPipeline(head, size)) break;
+      // A call naming a transfer of a batch still committing waits for that batch: it could
+      // not see the transfer yet, and its answer would mix states before and after it.
+      if (this.in_flight > 0 && this.dependsOnInFlight(head)) break;
+      batch.push(this.queue.shift()!);
+      size += head.length;
+    }
+    return batch;
+  }
+
+  /**
+   * Whether these transfers (joining `size` others) can go out as one statement on the
+   * ordered connection: no posts or voids (their pending transfers must be read), every
+   * account cached, and too few to stream with COPY.
+   */
+  private canPipeline(inputs: readonly TransferInput[], size = 0): boolean {
+    if (this.copies(size + inputs.length)) return false;
+    return inputs.every(
+      (t) =>
+        (t.flags & POST_OR_VOID) === 0 &&
+        (t.debit_account_id === ZERO_ID || this.known.has(t.debit_account_id)) &&
+        (t.credit_account_id === ZERO_ID || this.known.has(t.credit_account_id)),
+    );
   }
 
   private dependsOnInFlight(inputs: readonly TransferInput[]): boolean {
@@ -241,10 +292,10 @@ export class Ledger {
     );
   }
 
-  private async runBatch(batch: Waiting[]): Promise<void> {
+  private async runBatch(batch: Waiting[], pipelined: boolean): Promise<void> {
     const inputs = batch.flatMap((w) => w.inputs);
     try {
-      const results = await this.commitBatch(inputs);
+      const results = await this.commitBatch(inputs, pipelined);
       let offset = 0;
       for (const w of batch) {
         w.resolve(results.slice(offset, offset + w.inputs.length));
@@ -267,30 +318,15 @@ export class Ledger {
    * transfer is a single statement — one round trip and one commit. If another process
    * changed one of them, nothing is written and the careful pass reads and locks them.
    */
-  private async commitBatch(inputs: readonly TransferInput[]): Promise<CreateTransferResult[]> {
+  private async commitBatch(
+    inputs: readonly TransferInput[],
+    pipelined: boolean,
+  ): Promise<CreateTransferResult[]> {
     let careful = false;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        const copying = this.copies(inputs.length);
-        return await withTransaction(copying ? this.opts.copy_pool! : this.pool, async (tx) => {
-          const state = await loadTransferBatch(tx, inputs, careful, this.known);
-          const original = balancesByAccount(state);
-          const outcome = applyTransfers(inputs, state, this.clock);
-          assertBatchInvariants(original, state, outcome);
-          if (!careful) {
-            const suspects = inputs
-              .filter((_t, i) => !DECIDED_BEFORE_EXISTS.has(outcome.results[i]!))
-              .map((t) => t.id);
-            if (suspects.length > 0 && (await anyTransferExists(tx, suspects))) throw new RetryCarefully();
-          }
-          // Remembered before the commit, so a batch started meanwhile builds on this one; if
-          // this one fails, its accounts are forgotten and that batch's checked update fails.
-          this.remember(outcome, state);
-          const copy = copying && outcome.created.length > 0;
-          if (copy) await tx.copyIn(COPY_TRANSFERS, transfersCopyData(outcome.created));
-          await tx.commit(transferBatchWrites(outcome, state, original, this.clock(), copy));
-          return outcome.results;
-        });
+        const results = attempt === 1 && pipelined ? await this.commitPipelined(inputs) : null;
+        return results ?? (await this.commitInTransaction(inputs, careful));
       } catch (err) {
         const stale = (err as { code?: string }).code === STALE_SQLSTATE;
         for (const t of inputs) this.forget(t);
@@ -303,6 +339,60 @@ export class Ledger {
       }
     }
   }
+
+  private commitInTransaction(
+    inputs: readonly TransferInput[],
+    careful: boolean,
+  ): Promise<CreateTransferResult[]> {
+    const copying = this.copies(inputs.length);
+    return withTransaction(copying ? this.opts.copy_pool! : this.pool, async (tx) => {
+      const state = await loadTransferBatch(tx, inputs, careful, this.known);
+      const original = balancesByAccount(state);
+      const outcome = applyTransfers(inputs, state, this.clock);
+      assertBatchInvariants(original, state, outcome);
+      if (!careful) {
+        const suspects = inputs
+          .filter((_t, i) => !DECIDED_BEFORE_EXISTS.has(outcome.results[i]!))
+          .map((t) => t.id);
+        if (suspects.length > 0 && (await anyTransferExists(tx, suspects))) throw new RetryCarefully();
+      }
+      // Remembered before the commit, so a batch started meanwhile builds on this one; if
+      // this one fails, its accounts are forgotten and that batch's checked update fails.
+      this.remember(outcome, state);
+      const copy = copying && outcome.created.length > 0;
+      if (copy) await tx.copyIn(COPY_TRANSFERS, transfersCopyData(outcome.created));
+      await tx.commit(transferBatchWrites(outcome, state, original, this.clock(), copy));
+      return outcome.results;
+    });
+  }
+
+  /**
+   * A batch whose accounts are all cached, as one statement on the ordered connection, sent
+   * without waiting for the batch before it: PostgreSQL runs them in the order sent, so this
+   * one's checked update sees the balances the previous one left (if that one failed, this
+   * one's check fails too and it is redone carefully). Null when the cache changed since the
+   * batch was formed.
+   */
+  private async commitPipelined(inputs: readonly TransferInput[]): Promise<CreateTransferResult[] | null> {
+    const client = await this.ordered.acquire();
+    try {
+      // From here to the send nothing awaits: batches formed together interleave at their
+      // awaits, and one that read the cache before the other remembered would be stale.
+      if (!this.canPipeline(inputs)) return null;
+      const state = cachedTransferBatch(inputs, this.known);
+      const original = balancesByAccount(state);
+      const outcome = applyTransfers(inputs, state, this.clock);
+      assertBatchInvariants(original, state, outcome);
+      // Whether an id exists cannot be read here; a result that might have been `exists*`
+      // sends the batch the careful way.
+      if (outcome.results.some((r) => !DECIDED_BEFORE_EXISTS.has(r))) throw new RetryCarefully();
+      this.remember(outcome, state);
+      await client.query(combineWrites(transferBatchWrites(outcome, state, original, this.clock())));
+      return outcome.results;
+    } finally {
+      this.ordered.release();
+    }
+  }
 }
 
 /** The optimistic pass met an id that already exists: redo the batch reading every id. */
@@ -312,6 +402,8 @@ class RetryCarefully extends Error {}
  * Results that do not depend on whether the transfer's id exists: `ok` (a duplicate fails
  * the insert instead) and the checks that come before the exists check.
  */
+const POST_OR_VOID = TransferFlags.post_pending_transfer | TransferFlags.void_pending_transfer;
+
 const DECIDED_BEFORE_EXISTS = new Set<CreateTransferResult>([
   'ok',
   'linked_event_chain_open',

@@ -101,6 +101,35 @@ export async function loadTransferBatch(
 }
 
 /** Loads stored transfers by id, then locks the named accounts (plus those of the pending transfers) and pending rows. */
+/**
+ * The state of a batch that needs nothing from the database: no posts or voids, every
+ * account in `known`. Synchronous, so nothing can change the cache between this copy and
+ * the batch's use of it.
+ */
+export function cachedTransferBatch(
+  inputs: readonly TransferInput[],
+  known: ReadonlyMap<string, Account>,
+): TransferBatchState {
+  const account_ids = new Set<string>();
+  for (const t of inputs) {
+    assert(!isPostOrVoid(t), 'a batch from the cache posts and voids nothing');
+    for (const id of [t.debit_account_id, t.credit_account_id]) if (id !== ZERO_ID) account_ids.add(id);
+  }
+  const accounts = cachedAccounts(account_ids, known);
+  assert(accounts.size === account_ids.size, 'every account of a batch from the cache is cached');
+  return { accounts, transfers: new Map(), pending: new Map() };
+}
+
+/** Copies of the cached accounts among `ids`. */
+function cachedAccounts(ids: ReadonlySet<string>, known: ReadonlyMap<string, Account>): Map<string, Account> {
+  const cached = new Map<string, Account>();
+  for (const id of ids) {
+    const entry = known.get(id);
+    if (entry) cached.set(id, { ...entry });
+  }
+  return cached;
+}
+
 export async function loadLedgerState(
   tx: Queryable,
   transfer_ids: readonly string[],
@@ -130,11 +159,7 @@ export async function loadLedgerState(
   // Accounts this process already knows (the Ledger's cache) are not read again; the
   // checked update proves they did not change.
   // Copied now, before any await: another batch may change or forget the cache meanwhile.
-  const cached = new Map<string, Account>();
-  for (const id of account_ids) {
-    const entry = known.get(id);
-    if (entry) cached.set(id, { ...entry });
-  }
+  const cached = cachedAccounts(account_ids, known);
   const to_read = [...account_ids].filter((id) => !cached.has(id));
   const lock_clause = lock ? ' FOR UPDATE' : '';
   const [accounts_result, pending_result] = await Promise.all([
