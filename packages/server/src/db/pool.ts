@@ -286,14 +286,19 @@ export async function withTransaction<T>(pool: Pool, fn: (tx: Tx) => Promise<T>)
       return result;
     } catch (err) {
       broken = !(await tx.rollback());
-      const code = (err as { code?: string }).code;
-      if (attempt < MAX_TX_ATTEMPTS && code !== undefined && RETRYABLE_SQLSTATES.has(code)) continue;
+      if (attempt < MAX_TX_ATTEMPTS && isRetryableConflict(err)) continue;
       throw err;
     } finally {
       client.release(broken);
     }
   }
   assert(false, 'withTransaction loop must return or throw');
+}
+
+/** A serialization failure or deadlock: the database asks to run the transaction again. */
+export function isRetryableConflict(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code !== undefined && RETRYABLE_SQLSTATES.has(code);
 }
 
 /** True when the error is a unique-constraint violation (SQLSTATE 23505). */

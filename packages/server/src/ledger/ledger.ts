@@ -1,5 +1,6 @@
 import {
   combineWrites,
+  isRetryableConflict,
   isUniqueViolation,
   OrderedConnection,
   type Pool,
@@ -330,7 +331,10 @@ export class Ledger {
       } catch (err) {
         const stale = (err as { code?: string }).code === STALE_SQLSTATE;
         for (const t of inputs) this.forget(t);
-        const retry = err instanceof RetryCarefully || isUniqueViolation(err) || stale;
+        // A deadlock can only meet a pipelined batch (a transaction's are retried inside
+        // withTransaction); the careful pass takes its locks in id order.
+        const retry =
+          err instanceof RetryCarefully || isUniqueViolation(err) || stale || isRetryableConflict(err);
         if (retry && attempt < MAX_BATCH_ATTEMPTS) {
           careful = true;
           continue;

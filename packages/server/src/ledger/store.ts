@@ -221,7 +221,9 @@ export function transferBatchWrites(
   const writes: Statement[] = [];
   if (outcome.created.length > 0 && !transfers_copied) writes.push(insertTransfers(outcome.created));
   if (outcome.history.length > 0) writes.push(insertHistory(outcome.history));
-  const touched = [...outcome.touched];
+  // In id order, like every other lock the ledger takes, so that two writers meet in the
+  // same order (the planner may still choose otherwise; a deadlock is retried).
+  const touched = [...outcome.touched].sort();
   const records = [...outcome.pending_changes.values()];
   // Accounts the batch consulted but did not change (a transfer refused for lack of funds,
   // say): their balances must also still be what the batch decided on.
