@@ -14,6 +14,8 @@ import { Authenticator, type CreatedMerchant, countMerchants, createMerchant } f
 import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
 import { createRateLimiter } from './ops/rate-limit.ts';
+import { makePaymentMethodOperations } from './payment-methods/index.ts';
+import { openKeyProvider, Vault } from './vault/index.ts';
 
 export interface Database {
   pool: Pool;
@@ -47,6 +49,7 @@ export interface RunningMoneta {
   url: string;
   engine: IdempotencyEngine;
   ledger: Ledger;
+  vault: Vault;
   metrics: Metrics;
   jobs: Runner | null;
   /** Set when this start created the demo merchant (first start on an empty database). */
@@ -72,6 +75,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
   let app: FastifyInstance | null = null;
   let jobs: Runner | null = null;
   let copy_pool: Pool | null = null;
+  let vault: Vault | null = null;
   try {
     await migrate(db.pool, (m) => log.info({ migration: `${m.version}_${m.name}` }, 'migration applied'));
     const demo = config.demo_merchant && config.role !== 'worker' ? await ensureDemoMerchant(db.pool) : null;
@@ -92,6 +96,14 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     const ledger_operations = makeLedgerOperations(ledger);
     engine.register(ledger_operations.create_accounts);
     engine.register(ledger_operations.create_transfers);
+    const keys = await openKeyProvider(config, (message) => log.warn(message));
+    vault = new Vault(db.pool, keys, { cvc_ttl_s: config.cvc_ttl_s, log });
+    await vault.checkKeyring();
+    vault.startRefresh(config.kek_refresh_ms);
+    const payment_method_operations = makePaymentMethodOperations(vault);
+    engine.register(payment_method_operations.create);
+    engine.register(payment_method_operations.attach);
+    engine.register(payment_method_operations.detach);
     const rate_limiter = createRateLimiter(
       config.redis_url,
       { rate_per_second: config.rate_limit_per_second, burst: config.rate_limit_burst },
@@ -118,6 +130,8 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       metrics,
       engine,
       ledger,
+      vault,
+      payment_method_operations,
       authenticator: new Authenticator(db.pool, config.auth_cache_ttl_ms),
       rate_limiter,
       readiness,
@@ -132,6 +146,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
         pool: db.pool,
         engine,
         ledger,
+        vault,
         log,
         metrics,
         concurrency: config.worker_concurrency,
@@ -141,6 +156,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     log.info({ url, role: config.role, embedded_db: db.embedded !== null }, 'moneta ready');
 
     const server = app;
+    const running_vault = vault;
     let stopping: Promise<void> | null = null;
     const stop = () => {
       stopping ??= (async () => {
@@ -159,16 +175,31 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
         }
         if (jobs) await jobs.stop().catch((err) => log.error({ err }, 'job runner did not stop cleanly'));
         await rate_limiter.close();
+        running_vault.stop();
         await copy_pool?.end();
         if (!opts.database) await db.close();
         log.info('shutdown complete');
       })();
       return stopping;
     };
-    return { config, log, db, app: server, url, engine, ledger, metrics, jobs, demo, stop };
+    return {
+      config,
+      log,
+      db,
+      app: server,
+      url,
+      engine,
+      ledger,
+      vault: running_vault,
+      metrics,
+      jobs,
+      demo,
+      stop,
+    };
   } catch (err) {
     await app?.close().catch(() => {});
     await jobs?.stop().catch(() => {});
+    vault?.stop();
     await copy_pool?.end().catch(() => {});
     if (!opts.database) await db.close();
     throw err;

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import { inject } from 'vitest';
@@ -7,6 +9,18 @@ import { createPool } from '../src/db/pool.ts';
 import { createMerchant } from '../src/merchants/index.ts';
 import { createLogger } from '../src/ops/logger.ts';
 import { type Database, type RunningMoneta, startMoneta } from '../src/service.ts';
+import { EnvKeyProvider, type KeyProvider } from '../src/vault/index.ts';
+
+/** A KEK and fingerprint key made for one test, held in memory only. */
+export function testKeyProvider(): KeyProvider {
+  const key = () => randomBytes(32).toString('base64');
+  return new EnvKeyProvider(`1:${key()}`, key());
+}
+
+/** Where a test Moneta on database `db_url` keeps its keyring (outside the repository). */
+export function testKeyringFile(db_url: string): string {
+  return path.join(tmpdir(), 'moneta-test-keys', new URL(db_url).pathname.slice(1), 'keyring.json');
+}
 
 /** A fresh, empty database on the test PostgreSQL; dropped by the returned function. */
 export async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
@@ -65,6 +79,7 @@ export function testConfig(db_url: string, overrides: Partial<Record<string, str
       MONETA_DEMO_MERCHANT: 'false',
       MONETA_DB_POOL_MAX: '10',
       MONETA_WORKER_CONCURRENCY: '1',
+      MONETA_KEK_FILE: testKeyringFile(db_url),
       ...overrides,
     },
   );

@@ -1,3 +1,4 @@
+import cors from '@fastify/cors';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -14,6 +15,7 @@ import { operations } from './plugins/operations.ts';
 import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ledgerRoutes } from './routes/ledger.ts';
+import { paymentMethodRoutes } from './routes/payment-methods.ts';
 import type { ApiDeps } from './types.ts';
 
 /**
@@ -65,6 +67,22 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(errorHandling, { body_limit_bytes: deps.config.body_limit_bytes });
   await app.register(bodyParsing, { body_limit_bytes: deps.config.body_limit_bytes });
   await app.register(operations, deps);
+  // Browsers tokenize cards with a publishable key straight from the merchant's pages, so the
+  // API answers cross-origin requests. Keys travel in the Authorization header, never in
+  // cookies, so allowing every origin exposes nothing a page could not already send.
+  await app.register(cors, {
+    origin: '*',
+    methods: ['GET', 'POST', 'DELETE'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key', 'Stripe-Version', 'Stripe-Account'],
+    exposedHeaders: [
+      'Request-Id',
+      'Idempotency-Key',
+      'Idempotent-Replayed',
+      'Original-Request',
+      'Moneta-Mode',
+    ],
+    maxAge: 600,
+  });
   await app.register(healthRoutes, deps);
   if (!deps.probes_only) {
     await app.register(
@@ -72,6 +90,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         await v1.register(authentication, deps);
         await v1.register(customerRoutes, { pool: deps.pool });
         await v1.register(ledgerRoutes, { ledger: deps.ledger });
+        await v1.register(paymentMethodRoutes, {
+          pool: deps.pool,
+          vault: deps.vault,
+          operations: deps.payment_method_operations,
+        });
       },
       { prefix: '/v1' },
     );

@@ -6,6 +6,8 @@ import type { AuthenticatedKey, Authenticator } from '../merchants/index.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { RateLimiter } from '../ops/rate-limit.ts';
+import type { PaymentMethodOperations } from '../payment-methods/index.ts';
+import type { Vault } from '../vault/index.ts';
 
 export interface ReadinessReport {
   ready: boolean;
@@ -20,6 +22,8 @@ export interface ApiDeps {
   metrics: Metrics;
   engine: IdempotencyEngine;
   ledger: Ledger;
+  vault: Vault;
+  payment_method_operations: PaymentMethodOperations;
   authenticator: Authenticator;
   rate_limiter: RateLimiter;
   readiness: () => Promise<ReadinessReport>;

@@ -248,6 +248,42 @@ describe('moneta commands', () => {
     }
   });
 
+  it('`moneta audit verify` exits 0 on a sound log and 1 naming the edited row; CLI changes are audited', async () => {
+    const db = await createTestDatabase();
+    const env = { DATABASE_URL: db.url };
+    const client = new pg.Client({ connectionString: db.url });
+    try {
+      const created = await moneta(['merchants', 'create', '--name', 'Audited', '--json'], env);
+      expect(created.code, created.stderr).toBe(0);
+      const m = JSON.parse(created.stdout);
+      const rolled = await moneta(['keys', 'roll', '--merchant', m.id, '--json'], env);
+      expect(rolled.code, rolled.stderr).toBe(0);
+      const ok = await moneta(['audit', 'verify', '--json'], env);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(JSON.parse(ok.stdout)).toEqual({ ok: true, findings: [] });
+      await client.connect();
+      const { rows } = await client.query(
+        'SELECT seq::int, actor, origin, action, outcome, merchant_id, object_type FROM audit_log ORDER BY seq',
+      );
+      const common = { actor: 'cli', origin: 'cli', outcome: 'success', merchant_id: m.id };
+      expect(rows).toEqual([
+        { seq: 1, action: 'merchant.create', object_type: 'merchant', ...common },
+        { seq: 2, action: 'api_key.roll', object_type: 'api_key', ...common },
+      ]);
+      // Hide who rolled the key, as an owner of the table could.
+      await client.query('ALTER TABLE audit_log DISABLE TRIGGER USER');
+      await client.query(`UPDATE audit_log SET actor = 'system' WHERE seq = 2`);
+      await client.query('ALTER TABLE audit_log ENABLE TRIGGER USER');
+      const broken = await moneta(['audit', 'verify'], env);
+      expect(broken.code).toBe(1);
+      expect(broken.stdout).toContain('audit row 2: hash does not match its content (edited?)');
+      expect(broken.stdout).not.toContain('audit row 1');
+    } finally {
+      await client.end();
+      await db.drop();
+    }
+  });
+
   it('`moneta ledger verify` exits 0 on a sound ledger and 1, naming the check, on a broken one', async () => {
     const db = await createTestDatabase();
     try {

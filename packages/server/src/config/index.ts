@@ -27,7 +27,18 @@ interface Spec {
   schema: z.ZodType;
   allowed: string;
   default?: string;
+  /** Never echoed in messages (keys). */
+  secret?: boolean;
 }
+
+const base64Key = /^[A-Za-z0-9+/]{43}=$/;
+const kekList = z
+  .string()
+  .refine((v) =>
+    v
+      .split(',')
+      .every((part) => /^\d{1,9}:/.test(part.trim()) && base64Key.test(part.trim().replace(/^\d+:/, ''))),
+  );
 
 const SPECS = {
   PORT: {
@@ -85,6 +96,32 @@ const SPECS = {
   },
   MONETA_WORKER_CONCURRENCY: { schema: int(1, 100), allowed: 'an integer from 1 to 100', default: '4' },
   MONETA_DEMO_MERCHANT: { schema: bool, allowed: 'true or false', default: 'true' },
+  MONETA_KEK: {
+    schema: kekList,
+    allowed:
+      'VERSION:KEY[,VERSION:KEY…] with each KEY 32 random bytes in base64 (the highest version wraps new data keys)',
+    secret: true,
+  },
+  MONETA_KEK_FILE: {
+    schema: z.string().min(1),
+    allowed: 'a path to the keyring file (default <MONETA_DATA_DIR>/keys/keyring.json, made on first start)',
+  },
+  MONETA_FINGERPRINT_KEY: {
+    schema: z.string().regex(base64Key),
+    allowed: '32 random bytes in base64 (the card fingerprint secret; required with MONETA_KEK)',
+    secret: true,
+  },
+  MONETA_CVC_TTL_S: {
+    schema: int(60, 86_400),
+    allowed: 'an integer from 60 to 86400 (seconds an unused CVC is kept)',
+    default: '3600',
+  },
+  MONETA_KEK_REFRESH_MS: {
+    schema: int(100, 600_000),
+    allowed:
+      'an integer from 100 to 600000 (how often a process looks for a KEK version added by a rotation)',
+    default: '10000',
+  },
   MONETA_AUTH_CACHE_TTL_MS: {
     schema: int(0, 60_000),
     allowed: 'an integer from 0 to 60000 (how long a verified API key is cached)',
@@ -113,6 +150,11 @@ export interface Config {
   worker_concurrency: number;
   demo_merchant: boolean;
   auth_cache_ttl_ms: number;
+  kek: string | undefined;
+  kek_file: string;
+  fingerprint_key: string | undefined;
+  cvc_ttl_s: number;
+  kek_refresh_ms: number;
 }
 
 export class ConfigError extends Error {
@@ -164,9 +206,16 @@ export function loadConfig(
     if (raw === undefined) continue;
     const result = spec.schema.safeParse(raw);
     if (!result.success) {
-      throw new ConfigError(`${name}=${JSON.stringify(raw)} is not valid: allowed is ${spec.allowed}`);
+      const shown = spec.secret ? '(hidden)' : JSON.stringify(raw);
+      throw new ConfigError(`${name}=${shown} is not valid: allowed is ${spec.allowed}`);
     }
     values[name] = result.data;
+  }
+  // Fingerprints must come from one secret shared by every process; refuse to guess one.
+  if (values.MONETA_KEK !== undefined && values.MONETA_FINGERPRINT_KEY === undefined) {
+    throw new ConfigError(
+      'MONETA_FINGERPRINT_KEY is required when MONETA_KEK is set: allowed is 32 random bytes in base64 (openssl rand -base64 32)',
+    );
   }
   return {
     port: values.PORT as number,
@@ -186,6 +235,14 @@ export function loadConfig(
     worker_concurrency: values.MONETA_WORKER_CONCURRENCY as number,
     demo_merchant: values.MONETA_DEMO_MERCHANT as boolean,
     auth_cache_ttl_ms: values.MONETA_AUTH_CACHE_TTL_MS as number,
+    kek: values.MONETA_KEK as string | undefined,
+    kek_file: path.resolve(
+      (values.MONETA_KEK_FILE as string | undefined) ??
+        path.join(values.MONETA_DATA_DIR as string, 'keys', 'keyring.json'),
+    ),
+    fingerprint_key: values.MONETA_FINGERPRINT_KEY as string | undefined,
+    cvc_ttl_s: values.MONETA_CVC_TTL_S as number,
+    kek_refresh_ms: values.MONETA_KEK_REFRESH_MS as number,
   };
 }
 

@@ -129,7 +129,11 @@ export class IdempotencyEngine {
       return { ...response, replayed: false, original_request_id: scope.request_id };
     }
     assert(key.length > 0 && key.length <= MAX_KEY_LENGTH, 'idempotency key length was validated');
-    const identity: KeyIdentity = { key, request, fingerprint: fingerprintOf(request, params) };
+    const identity: KeyIdentity = {
+      key,
+      request,
+      fingerprint: fingerprintOf(request, operation.fingerprint_params?.(params) ?? params),
+    };
     for (let attempt = 1; attempt <= MAX_ACQUIRE_ATTEMPTS; attempt += 1) {
       try {
         const run = new Run(this, operation, params, scope, { mode: 'fresh', identity, token: randomUUID() });

@@ -49,6 +49,12 @@ export interface IdempotentOperation<P> {
   readonly name: string;
   /** False when params hold data that must not be stored (card numbers): no completer then. */
   readonly persist_params: boolean;
+  /**
+   * What the request fingerprint (stored to detect a key reused with other parameters) is
+   * computed from, when the params hold secrets: a plain hash of a card number is reversed
+   * by trying every number, so such params are replaced by keyed hashes here.
+   */
+  readonly fingerprint_params?: (params: P) => unknown;
   readonly steps: Readonly<Record<string, (ctx: PhaseContext<P>) => Promise<void>>>;
 }
 

@@ -4,6 +4,7 @@ import type { Pool } from '../db/pool.ts';
 import type { IdempotencyEngine } from '../idempotency/index.ts';
 import { IncrementalVerifier, LEDGER_CHECKS, type Ledger } from '../ledger/index.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { Vault } from '../vault/index.ts';
 
 /**
  * Durable background jobs on PostgreSQL (graphile-worker): cron schedules are
@@ -13,6 +14,7 @@ export interface JobDeps {
   pool: Pool;
   engine: IdempotencyEngine;
   ledger: Ledger;
+  vault: Vault;
   log: Logger;
   metrics: Metrics;
   concurrency: number;
@@ -24,6 +26,8 @@ const COMPLETER_BATCH = 200;
 /** Pending transfers released per transaction, and transactions per run. */
 const EXPIRY_BATCH = 1_000;
 const MAX_EXPIRY_BATCHES = 50;
+/** Batches of 1,000 expired CVCs destroyed per run. */
+const MAX_CVC_BATCHES = 50;
 
 export const CRONTAB = [
   // Finish requests abandoned between atomic phases (lock older than the lock timeout).
@@ -34,6 +38,8 @@ export const CRONTAB = [
   '* * * * * ledger_expire_pending ?max=1&jobKey=ledger_expire_pending',
   // Recheck the ledger's invariants: the totals and the next chunk of accounts.
   '* * * * * ledger_verify ?max=1&jobKey=ledger_verify',
+  // Destroy CVCs no authorization used within their time (PCI DSS 3.3.1.2).
+  '* * * * * vault_expire_cvcs ?max=1&jobKey=vault_expire_cvcs',
 ].join('\n');
 
 export function taskList(deps: JobDeps): TaskList {
@@ -67,6 +73,9 @@ export function taskList(deps: JobDeps): TaskList {
       deps.metrics.ledger_expired.inc(expired);
       return { expired };
     }),
+    vault_expire_cvcs: measured('vault_expire_cvcs', async () => ({
+      destroyed: await deps.vault.expireCvcs(MAX_CVC_BATCHES),
+    })),
     ledger_verify: measured('ledger_verify', async () => {
       const result = await verifier.step();
       deps.metrics.ledger_verified_accounts.inc(result.checked_accounts);

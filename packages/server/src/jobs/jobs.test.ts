@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase } from '../../test/helpers.ts';
+import { createTestDatabase, testKeyProvider } from '../../test/helpers.ts';
 import { accountInput, transferInput } from '../../test/ledger-fixtures.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
@@ -7,6 +7,7 @@ import { IdempotencyEngine } from '../idempotency/index.ts';
 import { Ledger, ledgerId, TransferFlags } from '../ledger/index.ts';
 import { createLogger } from '../ops/logger.ts';
 import { Metrics } from '../ops/metrics.ts';
+import { Vault } from '../vault/index.ts';
 import { type JobDeps, taskList } from './index.ts';
 
 let pool: Pool;
@@ -23,6 +24,7 @@ beforeAll(async () => {
     pool,
     engine: new IdempotencyEngine(pool, { lock_timeout_s: 60, log }),
     ledger: new Ledger(pool),
+    vault: new Vault(pool, testKeyProvider(), { cvc_ttl_s: 60, log }),
     log,
     metrics: new Metrics(null, 4),
     concurrency: 1,

@@ -1,3 +1,4 @@
+import { type AuditContext, auditInsert } from '../audit/index.ts';
 import { type Pool, type Queryable, withTransaction } from '../db/pool.ts';
 import { assert, invalidRequest, resourceMissing } from '../lib/errors.ts';
 import { newId } from '../lib/ids.ts';
@@ -33,6 +34,8 @@ export interface AuthenticatedKey {
 }
 
 const MAX_NAME_LENGTH = 200;
+/** Who acts when a caller does not say: Moneta itself (the demo merchant at the first start). */
+const SYSTEM: AuditContext = { actor: 'system', origin: 'system' };
 
 async function insertKey(db: Queryable, merchant_id: string, kind: KeyKind, livemode: boolean) {
   const raw = generateApiKey(kind, livemode);
@@ -53,6 +56,7 @@ async function issuePair(db: Queryable, merchant_id: string, livemode: boolean):
 export async function createMerchant(
   pool: Pool,
   input: { name: string; is_demo?: boolean; is_platform?: boolean; with_live_keys?: boolean },
+  by: AuditContext = SYSTEM,
 ): Promise<CreatedMerchant> {
   const name = input.name.trim();
   if (name.length === 0 || name.length > MAX_NAME_LENGTH) {
@@ -67,7 +71,20 @@ export async function createMerchant(
     );
     const test = await issuePair(tx, id, false);
     const live = input.with_live_keys ? await issuePair(tx, id, true) : null;
-    return { merchant: rows[0] as Merchant, test, live };
+    const merchant = rows[0] as Merchant;
+    // With the COMMIT: the audit row exists exactly when the merchant does.
+    await tx.commit([
+      auditInsert({
+        ...by,
+        action: 'merchant.create',
+        outcome: 'success',
+        merchant_id: id,
+        object_type: 'merchant',
+        object_id: id,
+        details: { is_demo: merchant.is_demo, is_platform: merchant.is_platform, live_keys: live !== null },
+      }),
+    ]);
+    return { merchant, test, live };
   });
 }
 
@@ -128,6 +145,7 @@ export interface RolledKey {
 export async function rollKey(
   pool: Pool,
   input: { merchant_id: string; kind: KeyKind; livemode: boolean; expire_in_hours: number },
+  by: AuditContext = SYSTEM,
 ): Promise<RolledKey> {
   if (
     !Number.isInteger(input.expire_in_hours) ||
@@ -144,10 +162,26 @@ export async function rollKey(
       `UPDATE api_keys SET expires_at = now() + make_interval(hours => $5), rolled_to = $4
         WHERE merchant_id = $1 AND kind = $2 AND livemode = $3 AND id <> $4
           AND (expires_at IS NULL OR expires_at > now() + make_interval(hours => $5))
-        RETURNING expires_at`,
+        RETURNING id, expires_at`,
       [input.merchant_id, input.kind, input.livemode, fresh.id, input.expire_in_hours],
     );
     const expires = rows[0]?.expires_at ?? new Date(Date.now() + input.expire_in_hours * 3_600_000);
+    await tx.commit([
+      auditInsert({
+        ...by,
+        action: 'api_key.roll',
+        outcome: 'success',
+        merchant_id: input.merchant_id,
+        object_type: 'api_key',
+        object_id: fresh.id,
+        details: {
+          kind: input.kind,
+          livemode: input.livemode,
+          expire_in_hours: input.expire_in_hours,
+          previous_key_ids: rows.map((r) => r.id as string),
+        },
+      }),
+    ]);
     return {
       api_key_id: fresh.id,
       key: fresh.raw,

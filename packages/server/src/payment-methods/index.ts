@@ -1,0 +1,12 @@
+export { makePaymentMethodOperations, type PaymentMethodOperations } from './operations.ts';
+export {
+  type BillingDetailsInput,
+  checkPaymentMethodId,
+  checkPaymentMethodInput,
+  customerExists,
+  listPaymentMethods,
+  type PaymentMethodInput,
+  type PaymentMethodListParams,
+  retrievePaymentMethod,
+  serializePaymentMethod,
+} from './service.ts';

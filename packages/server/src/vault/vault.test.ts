@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from '../../test/helpers.ts';
+import { migrate } from '../db/migrate.ts';
+import { createPool, type Pool, withTransaction } from '../db/pool.ts';
+import { createMerchant } from '../merchants/index.ts';
+import { createLogger } from '../ops/logger.ts';
+import {
+  EnvKeyProvider,
+  FileKeyProvider,
+  type KeyProvider,
+  KeyringMismatch,
+  UnknownKekVersion,
+  Vault,
+  VaultIntegrityError,
+} from './index.ts';
+
+let pool: Pool;
+let drop: () => Promise<void>;
+let scope: { merchant_id: string; livemode: boolean };
+const log = createLogger('silent');
+const actor = { actor: 'api_key:key_test', origin: '127.0.0.1' };
+
+beforeAll(async () => {
+  const db = await createTestDatabase();
+  drop = db.drop;
+  pool = createPool({ connection_string: db.url, max_connections: 8, application_name: 'vault-test' });
+  await migrate(pool);
+  scope = { merchant_id: (await createMerchant(pool, { name: 'Vault test' })).merchant.id, livemode: false };
+});
+afterAll(async () => {
+  await pool?.end();
+  await drop?.();
+});
+
+async function keyringFile(): Promise<string> {
+  return path.join(await mkdtemp(path.join(tmpdir(), 'moneta-vault-test-')), 'keys', 'keyring.json');
+}
+
+async function storeCard(vault: Vault, number: string, cvc: string | null): Promise<string> {
+  const sealed = await vault.sealCard(scope, { number, cvc });
+  await withTransaction(pool, (tx) => tx.commit(sealed.writes));
+  return sealed.card_id;
+}
+
+const use = (card_id: string, consume_cvc = false) => ({
+  ...actor,
+  card_id,
+  purpose: 'authorization',
+  consume_cvc,
+});
+
+describe('vault', () => {
+  it('seals a card so the database holds no clear data, and opens it only through useCard, audited', async () => {
+    const { provider } = await FileKeyProvider.open(await keyringFile());
+    const vault = new Vault(pool, provider, { cvc_ttl_s: 3600, log });
+    await vault.checkKeyring();
+    const card_id = await storeCard(vault, '4242424242424242', '123');
+    const { rows } = await pool.query(
+      'SELECT c.*, v.cvc FROM vault_cards c JOIN vault_cvcs v ON v.card_id = c.id WHERE c.id = $1',
+      [card_id],
+    );
+    const stored =
+      JSON.stringify(rows[0]) +
+      (rows[0].pan as Buffer).toString('latin1') +
+      (rows[0].cvc as Buffer).toString('latin1');
+    expect(stored).not.toContain('4242424242424242');
+    expect(rows[0].kek_version).toBe(1);
+
+    const seen = await vault.useCard(scope, use(card_id), async (card) => ({ ...card }));
+    expect(seen).toEqual({ number: '4242424242424242', cvc: '123' });
+    const audit = await pool.query(
+      "SELECT actor, outcome, object_id, details FROM audit_log WHERE action = 'vault.card.use' AND object_id = $1",
+      [card_id],
+    );
+    expect(audit.rows).toEqual([
+      {
+        actor: actor.actor,
+        outcome: 'success',
+        object_id: card_id,
+        details: { purpose: 'authorization', consume_cvc: false },
+      },
+    ]);
+  });
+
+  it('destroys the CVC after the authorization that used it, even when that authorization failed', async () => {
+    const vault = new Vault(pool, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 3600, log });
+    const card_id = await storeCard(vault, '5555555555554444', '737');
+    await expect(
+      vault.useCard(scope, use(card_id, true), async () => {
+        throw new Error('acquirer timed out');
+      }),
+    ).rejects.toThrow('acquirer timed out');
+    expect(await vault.hasCvc(card_id)).toBe(false);
+    expect(await vault.useCard(scope, use(card_id, true), async (card) => card.cvc)).toBeNull();
+  });
+
+  it('destroys CVCs nobody used once they expire', async () => {
+    const vault = new Vault(pool, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 60, log });
+    const card_id = await storeCard(vault, '4000056655665556', '321');
+    await pool.query("UPDATE vault_cvcs SET expires_at = now() - interval '1 second' WHERE card_id = $1", [
+      card_id,
+    ]);
+    expect(await vault.useCard(scope, use(card_id), async (card) => card.cvc)).toBeNull();
+    expect(await vault.expireCvcs(10)).toBeGreaterThanOrEqual(1);
+    expect((await pool.query('SELECT 1 FROM vault_cvcs WHERE card_id = $1', [card_id])).rowCount).toBe(0);
+  });
+
+  it('a ciphertext moved to another card, or another merchant asking, opens nothing', async () => {
+    const vault = new Vault(pool, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 60, log });
+    const a = await storeCard(vault, '4242424242424242', null);
+    const b = await storeCard(vault, '5555555555554444', null);
+    await pool.query(
+      'UPDATE vault_cards SET pan = (SELECT pan FROM vault_cards WHERE id = $1), wrapped_key = (SELECT wrapped_key FROM vault_cards WHERE id = $1) WHERE id = $2',
+      [a, b],
+    );
+    await expect(vault.useCard(scope, use(b), async (c) => c.number)).rejects.toBeInstanceOf(
+      VaultIntegrityError,
+    );
+    const other = { merchant_id: scope.merchant_id, livemode: true };
+    await expect(vault.useCard(other, use(a), async (c) => c.number)).rejects.toThrow(/not in the vault/);
+    const denied = await pool.query(
+      "SELECT outcome FROM audit_log WHERE object_id = $1 AND outcome = 'failure'",
+      [a],
+    );
+    expect(denied.rowCount).toBe(1);
+  });
+
+  it('refuses to start with a keyring that is not the one the database was written with', async () => {
+    await pool.query('DELETE FROM vault_kek_versions');
+    const file = await keyringFile();
+    const { provider } = await FileKeyProvider.open(file);
+    const vault = new Vault(pool, provider, { cvc_ttl_s: 60, log });
+    await vault.checkKeyring();
+    // A fresh keyring has version 1 too, but its check value does not open.
+    const stranger = new Vault(pool, (await FileKeyProvider.open(await keyringFile())).provider, {
+      cvc_ttl_s: 60,
+      log,
+    });
+    await expect(stranger.checkKeyring()).rejects.toBeInstanceOf(KeyringMismatch);
+    // A keyring without a version that still wraps cards names the fix.
+    await pool.query(
+      'UPDATE vault_cards SET kek_version = 7 WHERE id = (SELECT id FROM vault_cards LIMIT 1)',
+    );
+    await pool.query("INSERT INTO vault_kek_versions (version, check_value) VALUES (7, '\\x00')");
+    await expect(vault.checkKeyring()).rejects.toBeInstanceOf(UnknownKekVersion);
+    await pool.query('DELETE FROM vault_kek_versions WHERE version = 7');
+    await pool.query('UPDATE vault_cards SET kek_version = 1 WHERE kek_version = 7');
+    // The keyring file is private to its owner and says it is for development.
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(await readFile(file, 'utf8')).warning).toMatch(/Production needs a managed/);
+  });
+
+  it('fingerprints are keyed: the same card gives the same value per merchant and reveals nothing', async () => {
+    const keys: KeyProvider = new EnvKeyProvider(`1:${key()}`, key());
+    const vault = new Vault(pool, keys, { cvc_ttl_s: 60, log });
+    const again = new Vault(pool, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 60, log });
+    const f = vault.fingerprint(scope, '4242424242424242');
+    expect(vault.fingerprint(scope, '4242424242424242')).toBe(f);
+    expect(vault.fingerprint({ ...scope, merchant_id: 'acct_other' }, '4242424242424242')).not.toBe(f);
+    expect(again.fingerprint(scope, '4242424242424242')).not.toBe(f);
+  });
+});
+
+function key(): string {
+  return randomBytes(32).toString('base64');
+}

@@ -1,0 +1,334 @@
+import { auditInsert } from '../audit/index.ts';
+import type { Pool, Queryable, Statement } from '../db/pool.ts';
+import { assert } from '../lib/errors.ts';
+import { newId } from '../lib/ids.ts';
+import type { Logger } from '../ops/logger.ts';
+import { keyedHash, newDataKey, open, seal, VaultIntegrityError } from './crypto.ts';
+import {
+  type KeyProvider,
+  KeyringMismatch,
+  kekCheckValue,
+  UnknownKekVersion,
+  type WrappedKey,
+} from './keys.ts';
+import { isRetiredKekWrite } from './rotate.ts';
+
+/** Whose card: every vault operation is scoped to one merchant and mode. */
+export interface VaultScope {
+  merchant_id: string;
+  livemode: boolean;
+}
+
+/** Who touches card data, for the audit log (PCI DSS 10.2.1.1). */
+export interface VaultActor {
+  /** `api_key:<id>`, `operator:<id>`, `job:<name>`, `cli`. */
+  actor: string;
+  /** IP address, `cli`, `job:<name>`. */
+  origin: string;
+}
+
+export interface SealedCard {
+  card_id: string;
+  /** Keyed per merchant: the same card gives the same value, and it reveals nothing. */
+  fingerprint: string;
+  /** Insert the card (and its CVC); commit them with the rows that refer to the card. */
+  writes: Statement[];
+}
+
+/** A card in clear, only inside `useCard`'s callback. */
+export interface CardInClear {
+  number: string;
+  /** Null when none was given, or it expired, or an authorization already used it. */
+  cvc: string | null;
+}
+
+export interface CardUse extends VaultActor {
+  card_id: string;
+  /** Why the card is opened, e.g. `authorization`; recorded in the audit log. */
+  purpose: string;
+  /** An authorization: the CVC is destroyed after this use, whatever its outcome. */
+  consume_cvc: boolean;
+}
+
+export interface VaultOptions {
+  /** How long an unused CVC is kept (PCI DSS 3.3.1.2: never after authorization). */
+  cvc_ttl_s: number;
+  log: Logger;
+}
+
+const CVC_DELETE_BATCH = 1_000;
+const FINGERPRINT_CHARS = 16;
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** What each sealed value is bound to (its AES-GCM additional data). */
+const panContext = (card_id: string) => `pan:${card_id}`;
+const cvcContext = (card_id: string) => `cvc:${card_id}`;
+
+/**
+ * The one place card numbers exist. Each card is sealed under a fresh data key, which is
+ * wrapped under the current KEK version; the database holds only ciphertext and wrapped
+ * keys, and the KEK never enters it. Card data leaves only through `useCard`, which
+ * records every use in the audit log.
+ */
+export class Vault {
+  private refresh_timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly pool: Pool,
+    readonly keys: KeyProvider,
+    private readonly opts: VaultOptions,
+  ) {}
+
+  /**
+   * Notices, within `interval_ms`, a KEK version that a rotation in another process added,
+   * so new cards are wrapped under it (the rotation waits at least this long before it
+   * forbids the old version).
+   */
+  startRefresh(interval_ms: number): void {
+    assert(this.refresh_timer === null, 'one refresh timer');
+    this.refresh_timer = setInterval(() => {
+      this.refreshKeys().catch((err) => this.opts.log.warn({ err }, 'could not check for a new KEK version'));
+    }, interval_ms);
+    this.refresh_timer.unref();
+  }
+
+  stop(): void {
+    if (this.refresh_timer) clearInterval(this.refresh_timer);
+    this.refresh_timer = null;
+  }
+
+  async refreshKeys(): Promise<void> {
+    const { rows } = await this.pool.query(
+      'SELECT max(version) AS version FROM vault_kek_versions WHERE retired_at IS NULL',
+    );
+    const newest = rows[0]?.version as number | null;
+    if (newest !== null && newest > this.keys.currentVersion()) await this.keys.reload();
+  }
+
+  /**
+   * Runs `write` (which seals cards and commits them) again, once, after reloading the
+   * keys, when a rotation has meanwhile forbidden the KEK version it wrapped under. The
+   * failed attempt wrote nothing: the forbidden insert failed its whole statement.
+   */
+  async withCurrentKeys<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (err) {
+      if (!isRetiredKekWrite(err)) throw err;
+      await this.keys.reload();
+      return write();
+    }
+  }
+
+  /**
+   * Checks at start that the keyring is the one this database was written with (each
+   * version's check value opens), and records the current version if it is new.
+   */
+  async checkKeyring(): Promise<void> {
+    const { rows } = await this.pool.query(
+      'SELECT version, check_value FROM vault_kek_versions WHERE retired_at IS NULL ORDER BY version',
+    );
+    for (const row of rows) {
+      const version = row.version as number;
+      if (!this.keys.versions().includes(version)) await this.keys.reload();
+      if (!this.keys.versions().includes(version)) {
+        const used = await this.pool.query('SELECT 1 FROM vault_cards WHERE kek_version = $1 LIMIT 1', [
+          version,
+        ]);
+        if (used.rowCount) throw new UnknownKekVersion(version, this.keys.source);
+        continue;
+      }
+      try {
+        await this.keys.unwrap(
+          { kek_version: version, wrapped: row.check_value as Buffer },
+          `check:v${version}`,
+        );
+      } catch (err) {
+        if (err instanceof VaultIntegrityError) throw new KeyringMismatch(version, this.keys.source);
+        throw err;
+      }
+    }
+    await this.recordVersion(this.keys.currentVersion());
+  }
+
+  /** Stores the check value of `version` (the current one) unless it is there already. */
+  async recordVersion(version: number): Promise<void> {
+    assert(version === this.keys.currentVersion(), 'only the current version is recorded');
+    await this.pool.query(
+      'INSERT INTO vault_kek_versions (version, check_value) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING',
+      [version, await kekCheckValue(this.keys, version)],
+    );
+  }
+
+  fingerprint(scope: VaultScope, number: string): string {
+    const mac = keyedHash(this.keys.fingerprintKey(), 'card', scope.merchant_id, number);
+    let n = mac.readBigUInt64BE(0) ^ (mac.readBigUInt64BE(8) << 1n);
+    let out = '';
+    for (let i = 0; i < FINGERPRINT_CHARS; i += 1) {
+      out += BASE62[Number(n % 62n)];
+      n /= 62n;
+    }
+    return out;
+  }
+
+  /** Seals a card (and its CVC, if given) and returns the inserts; nothing is written yet. */
+  async sealCard(scope: VaultScope, card: { number: string; cvc: string | null }): Promise<SealedCard> {
+    assert(/^\d{12,19}$/.test(card.number), 'the card number was validated');
+    const card_id = newId('card');
+    const pan = await this.sealValue(card.number, panContext(card_id));
+    const writes: Statement[] = [
+      {
+        name: 'moneta_vault_insert_card',
+        text: `INSERT INTO vault_cards (id, merchant_id, livemode, kek_version, wrapped_key, pan)
+               VALUES ($1, $2, $3, $4, $5, $6)`,
+        values: [
+          card_id,
+          scope.merchant_id,
+          scope.livemode,
+          pan.key.kek_version,
+          pan.key.wrapped,
+          pan.sealed,
+        ],
+      },
+    ];
+    if (card.cvc !== null) {
+      const cvc = await this.sealValue(card.cvc, cvcContext(card_id));
+      writes.push({
+        name: 'moneta_vault_insert_cvc',
+        text: `INSERT INTO vault_cvcs (card_id, kek_version, wrapped_key, cvc, expires_at)
+               VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))`,
+        values: [card_id, cvc.key.kek_version, cvc.key.wrapped, cvc.sealed, this.opts.cvc_ttl_s],
+      });
+    }
+    return { card_id, fingerprint: this.fingerprint(scope, card.number), writes };
+  }
+
+  /**
+   * The only way to card data in clear: opens the card for `fn` (an acquirer call) and
+   * records the use in the audit log before `fn` runs, so even a use that crashes is on
+   * record. With `consume_cvc`, the CVC is deleted after `fn`, whatever its outcome.
+   * The clear values live in `fn`'s scope only; JavaScript strings cannot be wiped, so
+   * callers must not keep or log them (logs redact card numbers anyway).
+   */
+  async useCard<T>(scope: VaultScope, use: CardUse, fn: (card: CardInClear) => Promise<T>): Promise<T> {
+    const { rows } = await this.pool.query({
+      name: 'moneta_vault_read_card',
+      text: `SELECT c.kek_version, c.wrapped_key, c.pan,
+                    v.kek_version AS cvc_kek_version, v.wrapped_key AS cvc_wrapped_key, v.cvc
+               FROM vault_cards c
+               LEFT JOIN vault_cvcs v ON v.card_id = c.id AND v.expires_at > now()
+              WHERE c.id = $1 AND c.merchant_id = $2 AND c.livemode = $3`,
+      values: [use.card_id, scope.merchant_id, scope.livemode],
+    });
+    const row = rows[0];
+    await appendAuditTo(this.pool, scope, use, row ? 'success' : 'failure');
+    if (!row) throw new CardNotInVault(use.card_id);
+    const number = await this.openValue(row.kek_version, row.wrapped_key, row.pan, panContext(use.card_id));
+    const cvc =
+      row.cvc === null
+        ? null
+        : await this.openValue(row.cvc_kek_version, row.cvc_wrapped_key, row.cvc, cvcContext(use.card_id));
+    try {
+      return await fn({ number, cvc });
+    } finally {
+      if (use.consume_cvc && cvc !== null) {
+        await this.pool.query('DELETE FROM vault_cvcs WHERE card_id = $1', [use.card_id]);
+      }
+    }
+  }
+
+  /** Whether the card still has a CVC to use (for `cvc_check`). */
+  async hasCvc(card_id: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      'SELECT 1 FROM vault_cvcs WHERE card_id = $1 AND expires_at > now()',
+      [card_id],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** Destroys a card: its ciphertext, data keys and CVC go; what referred to it keeps its id. */
+  async deleteCard(scope: VaultScope, use: VaultActor & { card_id: string }): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      'DELETE FROM vault_cards WHERE id = $1 AND merchant_id = $2 AND livemode = $3',
+      [use.card_id, scope.merchant_id, scope.livemode],
+    );
+    const deleted = (rowCount ?? 0) > 0;
+    await this.pool.query(
+      auditInsert({
+        actor: use.actor,
+        action: 'vault.card.delete',
+        outcome: deleted ? 'success' : 'failure',
+        origin: use.origin,
+        merchant_id: scope.merchant_id,
+        object_type: 'card',
+        object_id: use.card_id,
+      }),
+    );
+    return deleted;
+  }
+
+  /** Deletes CVCs past their time, at most `max_batches` batches; returns how many. */
+  async expireCvcs(max_batches: number): Promise<number> {
+    let deleted = 0;
+    for (let batch = 0; batch < max_batches; batch += 1) {
+      const { rowCount } = await this.pool.query(
+        `DELETE FROM vault_cvcs WHERE card_id IN
+           (SELECT card_id FROM vault_cvcs WHERE expires_at <= now() LIMIT $1)`,
+        [CVC_DELETE_BATCH],
+      );
+      deleted += rowCount ?? 0;
+      if ((rowCount ?? 0) < CVC_DELETE_BATCH) break;
+    }
+    if (deleted > 0) this.opts.log.info({ deleted }, 'expired CVCs destroyed');
+    return deleted;
+  }
+
+  private async sealValue(clear: string, context: string): Promise<{ key: WrappedKey; sealed: Buffer }> {
+    const data_key = newDataKey();
+    try {
+      const sealed = seal(data_key, Buffer.from(clear, 'utf8'), context);
+      return { key: await this.keys.wrap(data_key, context), sealed };
+    } finally {
+      data_key.fill(0);
+    }
+  }
+
+  private async openValue(
+    kek_version: number,
+    wrapped: Buffer,
+    sealed: Buffer,
+    context: string,
+  ): Promise<string> {
+    const data_key = await this.keys.unwrap({ kek_version, wrapped }, context);
+    try {
+      const clear = open(data_key, sealed, context);
+      const text = clear.toString('utf8');
+      clear.fill(0);
+      return text;
+    } finally {
+      data_key.fill(0);
+    }
+  }
+}
+
+function appendAuditTo(db: Queryable, scope: VaultScope, use: CardUse, outcome: 'success' | 'failure') {
+  return db.query(
+    auditInsert({
+      actor: use.actor,
+      action: 'vault.card.use',
+      outcome,
+      origin: use.origin,
+      merchant_id: scope.merchant_id,
+      object_type: 'card',
+      object_id: use.card_id,
+      details: { purpose: use.purpose, consume_cvc: use.consume_cvc },
+    }),
+  );
+}
+
+export class CardNotInVault extends Error {
+  constructor(card_id: string) {
+    super(`card ${card_id} is not in the vault (deleted, or another merchant's)`);
+    this.name = 'CardNotInVault';
+  }
+}
