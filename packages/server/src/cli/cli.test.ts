@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -10,6 +11,11 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, createTestDatabase } from '../../test/helpers.ts';
 import { isAlive } from '../db/embedded.ts';
+import { migrate } from '../db/migrate.ts';
+import { createPool, withTransaction } from '../db/pool.ts';
+import { createMerchant } from '../merchants/index.ts';
+import { createLogger } from '../ops/logger.ts';
+import { FileKeyProvider, Vault } from '../vault/index.ts';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/moneta.js');
 const run = promisify(execFile);
@@ -281,6 +287,63 @@ describe('moneta commands', () => {
     } finally {
       await client.end();
       await db.drop();
+    }
+  });
+
+  it('`moneta keys rotate-kek` re-wraps every data key with progress, retires the old version, and says what to do with MONETA_KEK', async () => {
+    const db = await createTestDatabase();
+    const other = await createTestDatabase();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'moneta-kek-'));
+    const pool = createPool({ connection_string: db.url, max_connections: 2, application_name: 'cli-test' });
+    try {
+      await migrate(pool);
+      const kek_file = path.join(dir, 'keyring.json');
+      const keys = (await FileKeyProvider.open(kek_file)).provider;
+      const vault = new Vault(pool, keys, { cvc_ttl_s: 60, log: createLogger('silent') });
+      await vault.checkKeyring();
+      const merchant = await createMerchant(pool, { name: 'Rotating' });
+      const scope = { merchant_id: merchant.merchant.id, livemode: false };
+      for (const number of ['4242424242424242', '5555555555554444', '378282246310005']) {
+        const sealed = await vault.sealCard(scope, { number, cvc: '123' });
+        await withTransaction(pool, (tx) => tx.commit(sealed.writes));
+      }
+      const env = { DATABASE_URL: db.url, MONETA_KEK_FILE: kek_file, MONETA_KEK_REFRESH_MS: '100' };
+      const first = await moneta(['keys', 'rotate-kek', '--batch-size', '2'], env);
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.stderr).toContain('rewrap: 100% (6/6)');
+      expect(first.stdout).toContain(
+        'Rotated to KEK version 2: 6 data key(s) re-wrapped; retired version(s) 1.',
+      );
+      const second = await moneta(['keys', 'rotate-kek', '--json'], env);
+      expect(JSON.parse(second.stdout)).toMatchObject({
+        version: 3,
+        added: true,
+        retired: [2],
+        rewrapped: 6,
+      });
+      const { rows } = await pool.query('SELECT DISTINCT kek_version FROM vault_cards');
+      expect(rows).toEqual([{ kek_version: 3 }]);
+      expect(JSON.parse(readFileSync(kek_file, 'utf8')).keys).toHaveProperty('3');
+      expect(Object.keys(JSON.parse(readFileSync(kek_file, 'utf8')).keys)).toEqual(['3']);
+      // Keys from the environment cannot be added to by Moneta: the message says what to do.
+      const key = () => randomBytes(32).toString('base64');
+      const env_keys = { MONETA_KEK: `1:${key()}`, MONETA_FINGERPRINT_KEY: key() };
+      const fixed = await moneta(['keys', 'rotate-kek'], { ...env_keys, DATABASE_URL: other.url });
+      expect(fixed.code).toBe(1);
+      expect(fixed.stderr).toContain(
+        'Add version 2 (2:<32 random bytes, base64>) to MONETA_KEK on every Moneta process',
+      );
+      // And a keyring that does not hold the versions the database uses is refused by name.
+      const stranger = await moneta(['keys', 'rotate-kek'], { ...env_keys, DATABASE_URL: db.url });
+      expect(stranger.code).toBe(1);
+      expect(stranger.stderr).toContain(
+        'card data is wrapped under KEK version 3, which MONETA_KEK does not hold',
+      );
+    } finally {
+      await pool.end();
+      await db.drop();
+      await other.drop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -6,6 +6,7 @@ import { verifyLedger } from '../ledger/index.ts';
 import { createMerchant, rollKey } from '../merchants/index.ts';
 import { createLogger } from '../ops/logger.ts';
 import { type Database, openDatabase, startMoneta } from '../service.ts';
+import { openKeyProvider, type RotationProgress, rotateKek, Vault } from '../vault/index.ts';
 import { startBanner } from './banner.ts';
 
 /** Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration. */
@@ -204,6 +205,78 @@ keys
       );
     },
   );
+
+keys
+  .command('rotate-kek')
+  .description(
+    're-wrap every card data key under a new key-encryption key, then retire the old one (resumes an interrupted rotation)',
+  )
+  .option(
+    '--batch-size <n>',
+    'data keys re-wrapped per transaction',
+    integer('--batch-size', 1, 10_000),
+    1_000,
+  )
+  .option('--json', 'print the result as JSON')
+  .action(async (opts: { batchSize: number; json?: boolean }) => {
+    const json = opts.json ?? false;
+    const cfg = config({ LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
+    const interrupt = new AbortController();
+    process.once('SIGINT', () => interrupt.abort(new Error('interrupted')));
+    process.once('SIGTERM', () => interrupt.abort(new Error('interrupted')));
+    const bar = progressBar(json);
+    const result = await withDatabase(async (db) => {
+      const keyring = await openKeyProvider(cfg, (message) => process.stderr.write(`moneta: ${message}\n`));
+      // Never rotate with a keyring that cannot open what the database holds.
+      await new Vault(db.pool, keyring, {
+        cvc_ttl_s: cfg.cvc_ttl_s,
+        log: createLogger('silent'),
+      }).checkKeyring();
+      return rotateKek(db.pool, keyring, {
+        batch_size: opts.batchSize,
+        // Running processes look for a new version every MONETA_KEK_REFRESH_MS; give them twice that.
+        settle_ms: 2 * cfg.kek_refresh_ms + 1_000,
+        actor: CLI_ACTOR.actor,
+        origin: CLI_ACTOR.origin,
+        signal: interrupt.signal,
+        on_progress: bar,
+      });
+    }).catch((err: Error) =>
+      fail(
+        interrupt.signal.aborted
+          ? 'rotation interrupted; every data key is readable. Run `moneta keys rotate-kek` again to finish it.'
+          : `${err.message}\nNothing was retired; run the command again once the cause is fixed.`,
+      ),
+    );
+    if (!json && process.stderr.isTTY) process.stderr.write('\n');
+    print(
+      json,
+      result,
+      `${result.added ? 'Rotated' : 'Finished rotating'} to KEK version ${result.version}: ${result.rewrapped} data key(s) re-wrapped; ` +
+        (result.retired.length > 0
+          ? `retired version(s) ${result.retired.join(', ')}.`
+          : 'nothing to retire.'),
+    );
+  });
+
+/** A progress bar on a terminal; a line per phase and per tenth otherwise. */
+function progressBar(json: boolean): (p: RotationProgress) => void {
+  let last_line = '';
+  return (p) => {
+    if (json) return;
+    const fraction = p.total === 0 ? 1 : p.done / p.total;
+    if (process.stderr.isTTY) {
+      const filled = Math.round(fraction * 30);
+      process.stderr.write(
+        `\r  ${p.phase.padEnd(7)} [${'#'.repeat(filled)}${'-'.repeat(30 - filled)}] ${p.done}/${p.total}`,
+      );
+      return;
+    }
+    const line = `  ${p.phase}: ${Math.floor(fraction * 10) * 10}% (${p.done}/${p.total})`;
+    if (line !== last_line) process.stderr.write(`${line}\n`);
+    last_line = line;
+  };
+}
 
 const ledger = program.command('ledger').description('inspect the double-entry ledger');
 ledger
