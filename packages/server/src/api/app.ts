@@ -82,6 +82,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       'Moneta-Mode',
     ],
     maxAge: 600,
+    // An OPTIONS request without preflight headers gets the same empty 204, not a text/plain 400.
+    strictPreflight: false,
   });
   await app.register(healthRoutes, deps);
   if (!deps.probes_only) {

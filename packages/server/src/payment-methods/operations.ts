@@ -2,7 +2,7 @@ import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts'
 import { resourceMissing } from '../lib/errors.ts';
 import { checkCard, TEST_CARD_SHORTCUTS } from '../vault/cards.ts';
 import { keyedHash } from '../vault/crypto.ts';
-import type { Vault } from '../vault/index.ts';
+import { isRetiredKekWrite, type Vault } from '../vault/index.ts';
 import {
   attachPaymentMethod,
   checkPaymentMethodId,
@@ -29,6 +29,8 @@ export function makePaymentMethodOperations(vault: Vault): PaymentMethodOperatio
   const create: IdempotentOperation<PaymentMethodInput> = {
     name: 'payment_methods.create',
     persist_params: false,
+    // A rotation forbade the KEK version this process wrapped with; the route reloads the keys and retries.
+    retryable: isRetiredKekWrite,
     fingerprint_params: (p) => ({
       ...p,
       card: {
@@ -53,6 +55,7 @@ export function makePaymentMethodOperations(vault: Vault): PaymentMethodOperatio
   const attach: IdempotentOperation<{ id: string; customer: string }> = {
     name: 'payment_methods.attach',
     persist_params: true,
+    retryable: isRetiredKekWrite,
     steps: {
       started: (ctx) =>
         ctx.atomicPhase(async (tx) => {

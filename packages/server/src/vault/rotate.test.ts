@@ -166,4 +166,35 @@ describe('KEK rotation', () => {
     const audit = await t.pool.query("SELECT details FROM audit_log WHERE action = 'kek.rotate'");
     expect(audit.rows).toEqual([{ details: { retired: [1], rewrapped: expect.any(Number) } }]);
   });
+
+  it('a process still wrapping under a version a rotation forbade reloads its keys and retries, storing no error', async () => {
+    const keys = (await FileKeyProvider.open(testKeyringFile(t.db_url))).provider;
+    const next = await keys.addVersion();
+    // What the rotation does after its settle time, before this process noticed the new version.
+    for (const table of ['vault_cards', 'vault_cvcs']) {
+      await t.pool.query(
+        `ALTER TABLE ${table} DROP CONSTRAINT IF EXISTS ${table}_kek_current,
+           ADD CONSTRAINT ${table}_kek_current CHECK (kek_version >= ${next}) NOT VALID`,
+      );
+    }
+    expect(t.moneta.vault.keys.currentVersion()).toBeLessThan(next);
+    const headers = { 'Idempotency-Key': 'after-rotation' };
+    const created = await call(t.url, 'POST', '/v1/payment_methods', {
+      key: t.publishable_key,
+      form: VISA,
+      headers,
+    });
+    expect(created.status, created.text).toBe(200);
+    const replay = await call(t.url, 'POST', '/v1/payment_methods', {
+      key: t.publishable_key,
+      form: VISA,
+      headers,
+    });
+    expect(replay.text).toBe(created.text);
+    const { rows } = await t.pool.query(
+      'SELECT c.kek_version FROM payment_methods p JOIN vault_cards c ON c.id = p.vault_card_id WHERE p.id = $1',
+      [created.body.id],
+    );
+    expect(rows).toEqual([{ kek_version: next }]);
+  });
 });
