@@ -26,6 +26,12 @@ export interface PoolOptions {
   application_name: string;
   /** Default true. A pool for COPY (see Tx.copyIn) must not pipeline. */
   pipeline?: boolean;
+  /**
+   * Connections shared by single-statement transactions (see AutocommitLanes); default 2 on a
+   * pipelining pool (one per core here), 0 otherwise. They count against max_connections
+   * while busy.
+   */
+  autocommit_lanes?: number;
 }
 
 export function createPool(opts: PoolOptions): Pool {
@@ -41,6 +47,8 @@ export function createPool(opts: PoolOptions): Pool {
   });
   // An idle client's error (the server restarted, a connection was killed) must not crash
   // the process; the pool discards that client and the next checkout gets a fresh one.
+  const lanes = opts.autocommit_lanes ?? (opts.pipeline === false ? 0 : 2);
+  if (lanes > 0) LANES.set(pool, new AutocommitLanes(pool, lanes));
   pool.on('error', () => {});
   pool.on('connect', (client) => {
     client.on('error', () => {});
@@ -55,13 +63,16 @@ export function createPool(opts: PoolOptions): Pool {
 }
 
 /**
- * One transaction on one pooled connection, built to cost as few round trips as the work
- * allows. `commit(writes)` sends the transaction's last writes as one statement (see
+ * One transaction, built to cost as few round trips and system calls as the work allows.
+ * `commit(writes)` sends the transaction's last writes as one statement (see
  * `combineWrites`):
  * - when nothing ran before, that statement alone is the transaction (a single statement
- *   commits atomically on its own): one round trip, exactly like a bare INSERT;
- * - otherwise BEGIN went out with the first statement and the writes go out with the
- *   COMMIT, each pair in one socket write (the pool's clients pipeline).
+ *   commits atomically on its own): one round trip, exactly like a bare INSERT, and no
+ *   connection of its own either: it goes out on one of the pool's autocommit lanes
+ *   (see AutocommitLanes), together with whatever else was sent in the same turn;
+ * - otherwise the transaction took a connection at its first statement, BEGIN went out
+ *   with that statement and the writes go out with the COMMIT, each pair in one socket
+ *   write (the pool's clients pipeline).
  *
  * Why the pipelining is safe: statements after BEGIN run inside the transaction as long as
  * BEGIN succeeds, and BEGIN on a live connection cannot fail (on a dead one every statement
@@ -71,20 +82,29 @@ export function createPool(opts: PoolOptions): Pool {
 export class Tx implements Queryable {
   private begin: Promise<unknown> | null = null;
   private state: 'open' | 'committed' | 'failed' = 'open';
+  /** Set as soon as a statement is queued (before the connection is there). */
+  private used = false;
+  private client: pg.PoolClient | null = null;
+  private connecting: Promise<pg.PoolClient> | null = null;
   /** On a client that does not pipeline: the last submitted query, which the next waits for. */
   private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly client: pg.PoolClient) {}
+  constructor(private readonly pool: Pool) {}
 
   query(text: string, values?: unknown[]): Promise<QueryResult>;
   query(statement: Statement): Promise<QueryResult>;
   query(textOrStatement: string | Statement, values?: unknown[]): Promise<QueryResult> {
     assert(this.state === 'open', 'no statement after the transaction ended');
-    return this.send(() =>
-      this.submit(() =>
-        typeof textOrStatement === 'string'
-          ? this.client.query(textOrStatement, values)
-          : this.client.query(textOrStatement),
+    this.used = true;
+    // Queries queued before the connection arrives are sent in the order they were made:
+    // every one waits on the same promise, whose callbacks run in registration order.
+    return this.connection().then((client) =>
+      this.send(client, () =>
+        this.submit(client, () =>
+          typeof textOrStatement === 'string'
+            ? client.query(textOrStatement, values)
+            : client.query(textOrStatement),
+        ),
       ),
     );
   }
@@ -96,15 +116,17 @@ export class Tx implements Queryable {
   async commit(writes: readonly Statement[] = []): Promise<QueryResult | null> {
     assert(this.state === 'open', 'a transaction commits once');
     const statement = writes.length > 0 ? combineWrites(writes) : null;
-    if (this.begin === null) {
+    if (!this.used) {
       this.state = 'failed'; // until confirmed: a failed single statement leaves nothing to roll back
-      const result = statement ? await this.client.query(statement) : null;
+      const lanes = LANES.get(this.pool);
+      const result = statement ? await (lanes ? lanes.query(statement) : this.pool.query(statement)) : null;
       this.state = 'committed';
       return result;
     }
-    const pending = this.send(() => ({
-      result: statement ? this.submit(() => this.client.query(statement)) : Promise.resolve(null),
-      commit: this.submit(() => this.client.query('COMMIT')),
+    const client = await this.connection();
+    const pending = this.send(client, () => ({
+      result: statement ? this.submit(client, () => client.query(statement)) : Promise.resolve(null),
+      commit: this.submit(client, () => client.query('COMMIT')),
     }));
     this.state = 'failed'; // until the COMMIT is confirmed; then there is nothing to roll back either way
     const [began, result, commit] = await Promise.allSettled([this.begin, pending.result, pending.commit]);
@@ -122,26 +144,46 @@ export class Tx implements Queryable {
    */
   async copyIn(text: string, data: string): Promise<void> {
     assert(this.state === 'open', 'no COPY after the transaction ended');
-    assert(!this.client.pipeline, 'COPY needs a pool created with pipeline: false');
-    await this.send(() =>
-      this.submit(() => pipeline(Readable.from([data]), this.client.query(copyFrom(text)))),
+    this.used = true;
+    const client = await this.connection();
+    assert(!client.pipeline, 'COPY needs a pool created with pipeline: false');
+    await this.send(client, () =>
+      this.submit(client, () => pipeline(Readable.from([data]), client.query(copyFrom(text)))),
     );
   }
 
   /** Rolls back if anything was sent. Returns false when the connection is unusable. */
   async rollback(): Promise<boolean> {
-    if (this.state !== 'open' || this.begin === null) return true;
+    if (this.state !== 'open' || !this.used) return true;
     this.state = 'failed';
     try {
-      await this.submit(() => this.client.query('ROLLBACK'));
+      const client = await this.connection();
+      if (this.begin === null) return true; // the connection came, but nothing was sent on it
+      await this.submit(client, () => client.query('ROLLBACK'));
       return true;
     } catch {
       return false;
     }
   }
 
+  /** Returns the connection to the pool, if the transaction took one (`broken`: drop it). */
+  async release(broken: boolean): Promise<void> {
+    if (!this.connecting) return;
+    const client = await this.connecting.catch(() => null);
+    client?.release(broken);
+  }
+
   get committed(): boolean {
     return this.state === 'committed';
+  }
+
+  /** The transaction's own connection, taken at its first statement. */
+  private connection(): Promise<pg.PoolClient> {
+    this.connecting ??= this.pool.connect().then((client) => {
+      this.client = client;
+      return client;
+    });
+    return this.connecting;
   }
 
   /**
@@ -149,20 +191,21 @@ export class Tx implements Queryable {
    * finished (whatever its outcome), so the queries still run in order without leaning on
    * pg's own queue (deprecated).
    */
-  private submit<T>(run: () => Promise<T>): Promise<T> {
-    if (this.client.pipeline) return run();
+  private submit<T>(client: pg.PoolClient, run: () => Promise<T>): Promise<T> {
+    if (client.pipeline) return run();
     const next = this.tail.then(run, run);
     this.tail = next.catch(() => {});
     return next;
   }
 
   /** Runs `queue` with the socket corked, BEGIN first if this is the transaction's first statement. */
-  private send<T>(queue: () => T): T {
-    const socket = this.client.connection.stream;
+  private send<T>(client: pg.PoolClient, queue: () => T): T {
+    assert(client === this.client, 'one connection per transaction');
+    const socket = client.connection.stream;
     socket.cork();
     try {
       if (this.begin === null) {
-        this.begin = this.submit(() => this.client.query('BEGIN'));
+        this.begin = this.submit(client, () => client.query('BEGIN'));
         // Observed by `commit`; a failed BEGIN also fails every statement queued behind it.
         this.begin.catch(() => {});
       }
@@ -170,6 +213,62 @@ export class Tx implements Queryable {
     } finally {
       socket.uncork();
     }
+  }
+}
+
+/** The autocommit lanes of each pool that has them (see createPool). */
+const LANES = new WeakMap<Pool, AutocommitLanes>();
+
+/**
+ * A few pooled connections shared by single-statement transactions. Statements sent in
+ * one turn of the event loop go to the same lane and leave in one socket write when the
+ * turn ends: under load that is one system call for many requests instead of one each
+ * (on loopback TCP the write, which also wakes the server, was the largest single cost in
+ * profiles). Each statement still commits on its own, in the order sent; the next turn
+ * takes the next lane, so the database works on several at once.
+ */
+class AutocommitLanes {
+  private readonly lanes: OrderedConnection[];
+  private current: { lane: OrderedConnection; client: Promise<pg.PoolClient> } | null = null;
+  private next = 0;
+
+  constructor(pool: Pool, count: number) {
+    assert(count >= 1, 'at least one lane');
+    this.lanes = Array.from({ length: count }, () => new OrderedConnection(pool));
+  }
+
+  async query(statement: Statement): Promise<QueryResult> {
+    const turn = this.turn();
+    const client = await turn.client;
+    try {
+      return await client.query(statement);
+    } finally {
+      turn.lane.release();
+    }
+  }
+
+  /** This turn's lane, acquired once per statement; corked until the turn ends. */
+  private turn(): { lane: OrderedConnection; client: Promise<pg.PoolClient> } {
+    if (this.current) {
+      const { lane } = this.current;
+      return { lane, client: lane.acquire() };
+    }
+    const lane = this.lanes[this.next]!;
+    this.next = (this.next + 1) % this.lanes.length;
+    const client = lane.acquire();
+    this.current = { lane, client };
+    void client.then(
+      (c) => {
+        const socket = c.connection.stream;
+        socket.cork();
+        setImmediate(() => socket.uncork());
+      },
+      () => {},
+    );
+    setImmediate(() => {
+      this.current = null;
+    });
+    return this.current;
   }
 }
 
@@ -277,8 +376,7 @@ const MAX_TX_ATTEMPTS = 4;
  */
 export async function withTransaction<T>(pool: Pool, fn: (tx: Tx) => Promise<T>): Promise<T> {
   for (let attempt = 1; attempt <= MAX_TX_ATTEMPTS; attempt += 1) {
-    const client = await pool.connect();
-    const tx = new Tx(client);
+    const tx = new Tx(pool);
     let broken = false;
     try {
       const result = await fn(tx);
@@ -289,7 +387,7 @@ export async function withTransaction<T>(pool: Pool, fn: (tx: Tx) => Promise<T>)
       if (attempt < MAX_TX_ATTEMPTS && isRetryableConflict(err)) continue;
       throw err;
     } finally {
-      client.release(broken);
+      await tx.release(broken);
     }
   }
   assert(false, 'withTransaction loop must return or throw');

@@ -22,6 +22,19 @@ function nextBytes(n: number): Buffer {
   return out;
 }
 
+/**
+ * `n` random bytes of their own (a copy), for keys and nonces: drawn from the same pool,
+ * whose slice is then zeroed so no copy of a key stays behind in it. One pooled draw costs
+ * a fraction of a randomBytes call (a system call each), which showed up in profiles of
+ * card tokenization (two data keys and four nonces per card).
+ */
+export function takeRandomBytes(n: number): Buffer {
+  const slice = nextBytes(n);
+  const out = Buffer.from(slice);
+  slice.fill(0);
+  return out;
+}
+
 /** Uniform random base62 string (rejection sampling, so no modulo bias). */
 export function randomBase62(length: number): string {
   let out = '';

@@ -169,7 +169,26 @@ interface BrandInfo {
 
 const ANY_LENGTH = [12, 13, 14, 15, 16, 17, 18, 19] as const;
 
+/**
+ * Brands by the first 8 digits and the length, which is all card-validator looks at; it
+ * clones its network table on every call, which showed up in tokenization profiles. BINs
+ * may be kept and shown (PCI DSS 3.4.1); bounded, and cleared when full.
+ */
+const BRAND_CACHE = new Map<string, BrandInfo>();
+const MAX_CACHED_BINS = 10_000;
+
 function detectBrand(digits: string): BrandInfo {
+  const key = `${digits.slice(0, 8)}:${digits.length}`;
+  let info = BRAND_CACHE.get(key);
+  if (info === undefined) {
+    if (BRAND_CACHE.size >= MAX_CACHED_BINS) BRAND_CACHE.clear();
+    info = detectBrandUncached(digits);
+    BRAND_CACHE.set(key, info);
+  }
+  return info;
+}
+
+function detectBrandUncached(digits: string): BrandInfo {
   const { card } = cardValidator.number(digits, { skipLuhnValidation: true });
   if (card === null) {
     // No network, or several networks could match: Stripe reports brand 'unknown'.

@@ -1,5 +1,6 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
 import { assert } from '../lib/errors.ts';
+import { takeRandomBytes } from '../lib/random.ts';
 
 /**
  * AES-256-GCM, the vault's only cipher. A sealed value is
@@ -17,7 +18,7 @@ const HEADER_BYTES = 1 + NONCE_BYTES + TAG_BYTES;
 
 export function seal(key: Buffer, plaintext: Buffer, aad: string): Buffer {
   assert(key.length === KEY_BYTES, 'AES-256 key');
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = takeRandomBytes(NONCE_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(Buffer.from(aad, 'utf8'));
   const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
@@ -40,7 +41,7 @@ export function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
 }
 
 export function newDataKey(): Buffer {
-  return randomBytes(KEY_BYTES);
+  return takeRandomBytes(KEY_BYTES);
 }
 
 /**

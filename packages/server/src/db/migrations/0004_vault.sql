@@ -13,7 +13,7 @@ CREATE TABLE vault_kek_versions (
 
 CREATE TABLE vault_cards (
   id           text PRIMARY KEY,
-  merchant_id  text NOT NULL REFERENCES merchants (id),
+  merchant_id  text NOT NULL,
   livemode     boolean NOT NULL,
   kek_version  integer NOT NULL,
   wrapped_key  bytea NOT NULL,
@@ -34,7 +34,7 @@ CREATE INDEX vault_cvcs_expiring ON vault_cvcs (expires_at);
 
 CREATE TABLE payment_methods (
   id               text PRIMARY KEY,
-  merchant_id      text NOT NULL REFERENCES merchants (id),
+  merchant_id      text NOT NULL,
   livemode         boolean NOT NULL,
   type             text NOT NULL CHECK (type = 'card'),
   customer_id      text REFERENCES customers (id),

@@ -1,21 +1,29 @@
 /**
- * One side of the customers benchmark, in its own process so the load generator does not
- * share its event loop: `bare` is a fastify route that inserts one row; `moneta` is the
+ * One side of a paired benchmark (paired.ts), in its own process so the load generator does
+ * not share its event loop: `bare` is a fastify route that inserts one row; `moneta` is the
  * real Moneta API (auth, rate limit, validation, idempotency, logging at info to /dev/null).
- * Prints `READY <url> <secret key>` when it listens.
+ * Prints `READY <url> <key>` when it listens: the secret key for /v1/customers, the
+ * publishable key for /v1/payment_methods (as a browser tokenizes).
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import Fastify from 'fastify';
 import pino from 'pino';
-import { loadConfig } from '../../packages/server/src/config/index.ts';
-import { createPool } from '../../packages/server/src/db/pool.ts';
-import { createMerchant } from '../../packages/server/src/merchants/index.ts';
-import { createLogger } from '../../packages/server/src/ops/logger.ts';
-import { startMoneta } from '../../packages/server/src/service.ts';
+import { loadConfig } from '../packages/server/src/config/index.ts';
+import { createPool } from '../packages/server/src/db/pool.ts';
+import { createMerchant } from '../packages/server/src/merchants/index.ts';
+import { createLogger } from '../packages/server/src/ops/logger.ts';
+import { startMoneta } from '../packages/server/src/service.ts';
 
-const [mode, db_url] = process.argv.slice(2);
-if ((mode !== 'bare' && mode !== 'moneta') || !db_url) {
-  console.error('usage: server.ts bare|moneta DATABASE_URL');
+const [mode, db_url, endpoint = 'customers'] = process.argv.slice(2);
+if (
+  (mode !== 'bare' && mode !== 'moneta') ||
+  !db_url ||
+  !['customers', 'payment_methods'].includes(endpoint)
+) {
+  console.error('usage: server.ts bare|moneta DATABASE_URL [customers|payment_methods]');
   process.exit(2);
 }
 const POOL_MAX = 20;
@@ -51,6 +59,8 @@ if (mode === 'bare') {
       MONETA_DB_POOL_MAX: String(POOL_MAX),
       MONETA_RATE_LIMIT_PER_SECOND: '10000000',
       MONETA_RATE_LIMIT_BURST: '10000000',
+      // A throwaway keyring, never the repository's ./data.
+      MONETA_KEK_FILE: path.join(mkdtempSync(path.join(tmpdir(), 'moneta-bench-keys-')), 'keyring.json'),
     },
   );
   const log = createLogger(
@@ -59,7 +69,8 @@ if (mode === 'bare') {
   );
   const moneta = await startMoneta(config, { log });
   const merchant = await createMerchant(moneta.db.pool, { name: 'Bench' });
-  console.log(`READY ${moneta.url}/v1/customers ${merchant.test.secret_key}`);
+  const key = endpoint === 'payment_methods' ? merchant.test.publishable_key : merchant.test.secret_key;
+  console.log(`READY ${moneta.url}/v1/${endpoint} ${key}`);
 }
 
 // Exit through process.exit so `--cpu-prof` profiles are written when the bench stops us.

@@ -1,0 +1,168 @@
+/**
+ * A paired HTTP benchmark: a Moneta endpoint against a bare fastify route that inserts one
+ * row, on the same PostgreSQL, alternating rounds in one run (autocannon in this process,
+ * each server in its own). Prints medians, the ratio of the medians and the per-round ratios.
+ *
+ * This machine's throughput drifts by ±25 % within minutes (shared virtual CPUs and disk),
+ * so each round runs both sides back to back and the paired per-round ratio is reported
+ * next to the ratio of the medians.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { benchDatabase, machine, median } from './lib.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+
+export interface PairedBench {
+  /** Names the database and the results file (`bench/results/<name>-latest.json`). */
+  name: string;
+  /** What bench/server.ts serves on the Moneta side (`customers` or `payment_methods`). */
+  moneta_endpoint: 'customers' | 'payment_methods';
+  /** The Moneta request: body and its content type; every request gets a new Idempotency-Key. */
+  body: string;
+  content_type: string;
+  /** For the printout: what the Moneta side does, and the ratio the issue asks for. */
+  title: string;
+  target_ratio: number;
+}
+
+interface Side {
+  name: 'bare' | 'moneta';
+  child: ChildProcess;
+  url: string;
+  key: string;
+}
+
+interface Round {
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  errors: number;
+  non2xx: number;
+}
+
+async function startSide(name: Side['name'], db_url: string, endpoint: string): Promise<Side> {
+  const child = spawn(
+    process.execPath,
+    [
+      // BENCH_CPU_PROF=DIR writes a V8 CPU profile of the Moneta side there (open it in Chrome's DevTools).
+      ...(process.env.BENCH_CPU_PROF && name === 'moneta'
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+        : []),
+      path.join(HERE, '../packages/server/bin/run-ts.js'),
+      path.join(HERE, 'server.ts'),
+      name,
+      db_url,
+      endpoint,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /READY (\S+) (\S+)/.exec(out);
+      if (m) resolve(m[0]);
+    });
+    child.on('exit', (code) => reject(new Error(`${name} server exited with ${code}`)));
+  });
+  const [, url, key] = line.split(' ');
+  return { name, child, url: url!, key: key! };
+}
+
+function options(side: Side, bench: PairedBench, connections: number, seconds: number): autocannon.Options {
+  const headers: Record<string, string> = {
+    'content-type': side.name === 'bare' ? 'application/json' : bench.content_type,
+  };
+  if (side.key !== 'none') headers.authorization = `Bearer ${side.key}`;
+  return {
+    url: side.url,
+    method: 'POST',
+    connections,
+    duration: seconds,
+    headers,
+    body: side.name === 'bare' ? JSON.stringify({ email: 'bench@example.com' }) : bench.body,
+    requests: [
+      { setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'idempotency-key': randomUUID() } }) },
+    ],
+  };
+}
+
+async function load(side: Side, bench: PairedBench): Promise<Round> {
+  const result = await autocannon(options(side, bench, CONNECTIONS, SECONDS));
+  return {
+    rps: result.requests.average,
+    p50_ms: result.latency.p50,
+    p99_ms: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
+}
+
+export async function runPairedBench(bench: PairedBench): Promise<void> {
+  const db = await benchDatabase(`moneta-bench-${bench.name}`);
+  const sides = [
+    await startSide('bare', db.url, bench.moneta_endpoint),
+    await startSide('moneta', db.url, bench.moneta_endpoint),
+  ];
+  const results: Record<Side['name'], Round[]> = { bare: [], moneta: [] };
+  try {
+    // Warm up both (JIT, connection pools) before measuring.
+    for (const side of sides) await autocannon(options(side, bench, 10, 2));
+    for (let round = 1; round <= ROUNDS; round += 1) {
+      for (const side of sides) {
+        const r = await load(side, bench);
+        results[side.name].push(r);
+        console.log(
+          `round ${round} ${side.name.padEnd(6)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms  errors ${r.errors}  non-2xx ${r.non2xx}`,
+        );
+      }
+    }
+  } finally {
+    for (const side of sides) side.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    await db.close();
+  }
+  const round_ratios = results.moneta.map((r, i) => r.rps / results.bare[i]!.rps);
+  const summary = {
+    date: new Date().toISOString(),
+    machine: machine(),
+    database: db.kind,
+    connections: CONNECTIONS,
+    seconds_per_round: SECONDS,
+    rounds: ROUNDS,
+    bare_median_rps: median(results.bare.map((r) => r.rps)),
+    moneta_median_rps: median(results.moneta.map((r) => r.rps)),
+    bare_median_p99_ms: median(results.bare.map((r) => r.p99_ms)),
+    moneta_median_p99_ms: median(results.moneta.map((r) => r.p99_ms)),
+    moneta_non2xx: results.moneta.reduce((a, r) => a + r.non2xx + r.errors, 0),
+    ratio: 0,
+    round_ratios,
+    median_round_ratio: median(round_ratios),
+  };
+  summary.ratio = summary.moneta_median_rps / summary.bare_median_rps;
+  console.log('');
+  console.log(
+    `bare fastify insert : median ${summary.bare_median_rps.toFixed(0)} req/s, p99 ${summary.bare_median_p99_ms} ms`,
+  );
+  console.log(
+    `${bench.title}: median ${summary.moneta_median_rps.toFixed(0)} req/s, p99 ${summary.moneta_median_p99_ms} ms`,
+  );
+  console.log(
+    `ratio of medians moneta / bare : ${summary.ratio.toFixed(2)} (target ≥ ${bench.target_ratio.toFixed(2)})`,
+  );
+  console.log(
+    `per-round ratios: ${round_ratios.map((r) => r.toFixed(2)).join(' ')}; median ${summary.median_round_ratio.toFixed(2)}`,
+  );
+  await writeFile(
+    path.join(HERE, `results/${bench.name}-latest.json`),
+    `${JSON.stringify(summary, null, 2)}\n`,
+  );
+}
