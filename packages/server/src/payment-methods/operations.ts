@@ -31,15 +31,18 @@ export function makePaymentMethodOperations(vault: Vault): PaymentMethodOperatio
     persist_params: false,
     // A rotation forbade the KEK version this process wrapped with; the route reloads the keys and retries.
     retryable: isRetiredKekWrite,
+    // One keyed hash over the number and the CVC stands in for both.
     fingerprint_params: (p) => ({
       ...p,
       card: {
         ...p.card,
-        number: keyedHash(vault.keys.fingerprintKey(), 'idempotency', p.card.number).toString('base64'),
-        cvc:
-          p.card.cvc === null
-            ? null
-            : keyedHash(vault.keys.fingerprintKey(), 'idempotency', p.card.cvc).toString('base64'),
+        number: keyedHash(
+          vault.keys.fingerprintKey(),
+          'idempotency',
+          p.card.number,
+          p.card.cvc ?? '',
+        ).toString('base64'),
+        cvc: null,
       },
     }),
     steps: {
