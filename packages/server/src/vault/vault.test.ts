@@ -8,7 +8,10 @@ import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool, withTransaction } from '../db/pool.ts';
 import { createMerchant } from '../merchants/index.ts';
 import { createLogger } from '../ops/logger.ts';
+import { newPaymentMethod } from '../payment-methods/service.ts';
+import { checkCard } from './cards.ts';
 import {
+  CardNotInVault,
   EnvKeyProvider,
   FileKeyProvider,
   type KeyProvider,
@@ -152,6 +155,34 @@ describe('vault', () => {
     // The keyring file is private to its owner and says it is for development.
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect(JSON.parse(await readFile(file, 'utf8')).warning).toMatch(/Production needs a managed/);
+  });
+
+  it('deleting a card destroys it with its CVC, and payment methods no longer point at it', async () => {
+    const vault = new Vault(pool, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 60, log });
+    const card = checkCard({ number: '4242424242424242', exp_month: 12, exp_year: 2034, cvc: '123' });
+    const sealed = await vault.sealCard(scope, card);
+    const { row, insert } = newPaymentMethod(scope, { card }, sealed);
+    await withTransaction(pool, (tx) => tx.commit([...sealed.writes, insert]));
+    // Another merchant cannot delete it.
+    expect(
+      await vault.deleteCard({ ...scope, merchant_id: 'acct_other' }, { ...actor, card_id: sealed.card_id }),
+    ).toBe(false);
+    expect(await vault.deleteCard(scope, { ...actor, card_id: sealed.card_id })).toBe(true);
+    const left = await pool.query(
+      `SELECT (SELECT count(*) FROM vault_cards WHERE id = $1)::int AS cards,
+              (SELECT count(*) FROM vault_cvcs WHERE card_id = $1)::int AS cvcs,
+              (SELECT vault_card_id FROM payment_methods WHERE id = $2) AS reference`,
+      [sealed.card_id, row.id],
+    );
+    expect(left.rows[0]).toEqual({ cards: 0, cvcs: 0, reference: null });
+    await expect(vault.useCard(scope, use(sealed.card_id), async (c) => c.number)).rejects.toBeInstanceOf(
+      CardNotInVault,
+    );
+    const audit = await pool.query(
+      "SELECT outcome FROM audit_log WHERE action = 'vault.card.delete' AND object_id = $1 ORDER BY seq",
+      [sealed.card_id],
+    );
+    expect(audit.rows.map((r) => r.outcome)).toEqual(['failure', 'success']);
   });
 
   it('fingerprints are keyed: the same card gives the same value per merchant and reveals nothing', async () => {

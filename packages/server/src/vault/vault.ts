@@ -248,11 +248,15 @@ export class Vault {
 
   /** Destroys a card: its ciphertext, data keys and CVC go; what referred to it keeps its id. */
   async deleteCard(scope: VaultScope, use: VaultActor & { card_id: string }): Promise<boolean> {
-    const { rowCount } = await this.pool.query(
-      'DELETE FROM vault_cards WHERE id = $1 AND merchant_id = $2 AND livemode = $3',
+    // One statement: the card, its CVC and the payment methods' reference go together.
+    const { rows } = await this.pool.query(
+      `WITH card AS (DELETE FROM vault_cards WHERE id = $1 AND merchant_id = $2 AND livemode = $3 RETURNING id),
+            cvc AS (DELETE FROM vault_cvcs WHERE card_id IN (SELECT id FROM card)),
+            methods AS (UPDATE payment_methods SET vault_card_id = NULL WHERE vault_card_id IN (SELECT id FROM card))
+       SELECT count(*)::int AS deleted FROM card`,
       [use.card_id, scope.merchant_id, scope.livemode],
     );
-    const deleted = (rowCount ?? 0) > 0;
+    const deleted = rows[0].deleted > 0;
     await this.pool.query(
       auditInsert({
         actor: use.actor,
