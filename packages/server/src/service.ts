@@ -3,6 +3,8 @@ import type { Runner } from 'graphile-worker';
 import { buildApi } from './api/app.ts';
 import type { ReadinessReport } from './api/types.ts';
 import type { Config } from './config/index.ts';
+import { Connectors, SimulatorConnector } from './connectors/index.ts';
+import { DEFAULT_SIMULATORS, type RunningSimulators, startSimulators } from './connectors/simulators.ts';
 import { createCustomerOperation, updateCustomerOperation } from './customers/index.ts';
 import { EmbeddedPostgres } from './db/embedded.ts';
 import { migrate, migrationsApplied } from './db/migrate.ts';
@@ -15,6 +17,7 @@ import { createLogger, type Logger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
 import { createRateLimiter } from './ops/rate-limit.ts';
 import { makePaymentMethodOperations } from './payment-methods/index.ts';
+import { Janitor, makePaymentOperations } from './payments/index.ts';
 import { openKeyProvider, Vault } from './vault/index.ts';
 
 export interface Database {
@@ -50,6 +53,9 @@ export interface RunningMoneta {
   engine: IdempotencyEngine;
   ledger: Ledger;
   vault: Vault;
+  connectors: Connectors;
+  /** The acquirers this process reaches, by name and URL. */
+  acquirers: { name: string; url: string }[];
   metrics: Metrics;
   jobs: Runner | null;
   /** Set when this start created the demo merchant (first start on an empty database). */
@@ -76,6 +82,8 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
   let jobs: Runner | null = null;
   let copy_pool: Pool | null = null;
   let vault: Vault | null = null;
+  let simulators: RunningSimulators | null = null;
+  let connectors: Connectors | null = null;
   try {
     await migrate(db.pool, (m) => log.info({ migration: `${m.version}_${m.name}` }, 'migration applied'));
     const demo = config.demo_merchant && config.role !== 'worker' ? await ensureDemoMerchant(db.pool) : null;
@@ -104,6 +112,28 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     engine.register(payment_method_operations.create);
     engine.register(payment_method_operations.attach);
     engine.register(payment_method_operations.detach);
+    // Acquirers: MONETA_ACQUIRERS, or (role all) the two simulators started beside us.
+    let acquirers = config.acquirers;
+    if (!acquirers && config.role === 'all') {
+      simulators = await startSimulators(DEFAULT_SIMULATORS, config.data_dir, config.acquirer_api_key, log);
+      acquirers = simulators.acquirers;
+    }
+    connectors = new Connectors(
+      (acquirers ?? []).map(
+        (a) =>
+          new SimulatorConnector({
+            name: a.name,
+            url: a.url,
+            api_key: config.acquirer_api_key,
+            timeout_ms: config.acquirer_timeout_ms,
+            connections: 32,
+          }),
+      ),
+    );
+    const payment_deps = { ledger, vault, connectors, log };
+    const payment_operations = makePaymentOperations(payment_deps);
+    for (const op of Object.values(payment_operations)) engine.register(op);
+    const janitor = connectors.names().length > 0 ? new Janitor(db.pool, payment_deps) : null;
     const rate_limiter = createRateLimiter(
       config.redis_url,
       { rate_per_second: config.rate_limit_per_second, burst: config.rate_limit_burst },
@@ -132,6 +162,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       ledger,
       vault,
       payment_method_operations,
+      payment_operations,
       authenticator: new Authenticator(db.pool, config.auth_cache_ttl_ms),
       rate_limiter,
       readiness,
@@ -147,6 +178,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
         engine,
         ledger,
         vault,
+        janitor,
         log,
         metrics,
         concurrency: config.worker_concurrency,
@@ -157,6 +189,8 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
 
     const server = app;
     const running_vault = vault;
+    const running_connectors = connectors;
+    const running_simulators = simulators;
     let stopping: Promise<void> | null = null;
     const stop = () => {
       stopping ??= (async () => {
@@ -176,6 +210,8 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
         if (jobs) await jobs.stop().catch((err) => log.error({ err }, 'job runner did not stop cleanly'));
         await rate_limiter.close();
         running_vault.stop();
+        await running_connectors.close();
+        await running_simulators?.stop();
         await copy_pool?.end();
         if (!opts.database) await db.close();
         log.info('shutdown complete');
@@ -191,6 +227,8 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       engine,
       ledger,
       vault: running_vault,
+      connectors: running_connectors,
+      acquirers: acquirers ?? [],
       metrics,
       jobs,
       demo,
@@ -200,6 +238,8 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     await app?.close().catch(() => {});
     await jobs?.stop().catch(() => {});
     vault?.stop();
+    await connectors?.close().catch(() => {});
+    await simulators?.stop();
     await copy_pool?.end().catch(() => {});
     if (!opts.database) await db.close();
     throw err;

@@ -16,6 +16,7 @@ import { customerRoutes } from './routes/customers.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ledgerRoutes } from './routes/ledger.ts';
 import { paymentMethodRoutes } from './routes/payment-methods.ts';
+import { paymentRoutes } from './routes/payments.ts';
 import type { ApiDeps } from './types.ts';
 
 /**
@@ -97,6 +98,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           vault: deps.vault,
           operations: deps.payment_method_operations,
         });
+        await v1.register(paymentRoutes, { pool: deps.pool, operations: deps.payment_operations });
       },
       { prefix: '/v1' },
     );

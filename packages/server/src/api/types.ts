@@ -7,6 +7,7 @@ import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { RateLimiter } from '../ops/rate-limit.ts';
 import type { PaymentMethodOperations } from '../payment-methods/index.ts';
+import type { PaymentOperations } from '../payments/index.ts';
 import type { Vault } from '../vault/index.ts';
 
 export interface ReadinessReport {
@@ -24,6 +25,7 @@ export interface ApiDeps {
   ledger: Ledger;
   vault: Vault;
   payment_method_operations: PaymentMethodOperations;
+  payment_operations: PaymentOperations;
   authenticator: Authenticator;
   rate_limiter: RateLimiter;
   readiness: () => Promise<ReadinessReport>;

@@ -122,6 +122,24 @@ const SPECS = {
       'an integer from 100 to 600000 (how often a process looks for a KEK version added by a rotation)',
     default: '10000',
   },
+  MONETA_ACQUIRERS: {
+    schema: z
+      .string()
+      .regex(/^[a-z][a-z0-9_-]{0,39}=https?:\/\/[^,\s]+(,[a-z][a-z0-9_-]{0,39}=https?:\/\/[^,\s]+)*$/),
+    allowed:
+      'NAME=URL[,NAME=URL…] of acquirer APIs; unset with role all starts the simulators acme and globex',
+  },
+  MONETA_ACQUIRER_API_KEY: {
+    schema: z.string().min(1).max(200),
+    allowed: 'the API key Moneta presents to the acquirers',
+    default: 'sim_test_key',
+    secret: true,
+  },
+  MONETA_ACQUIRER_TIMEOUT_MS: {
+    schema: int(100, 120_000),
+    allowed: 'an integer from 100 to 120000 (longest wait for an acquirer; past it the outcome is unknown)',
+    default: '10000',
+  },
   MONETA_AUTH_CACHE_TTL_MS: {
     schema: int(0, 60_000),
     allowed: 'an integer from 0 to 60000 (how long a verified API key is cached)',
@@ -155,6 +173,9 @@ export interface Config {
   fingerprint_key: string | undefined;
   cvc_ttl_s: number;
   kek_refresh_ms: number;
+  acquirers: { name: string; url: string }[] | undefined;
+  acquirer_api_key: string;
+  acquirer_timeout_ms: number;
 }
 
 export class ConfigError extends Error {
@@ -243,6 +264,12 @@ export function loadConfig(
     fingerprint_key: values.MONETA_FINGERPRINT_KEY as string | undefined,
     cvc_ttl_s: values.MONETA_CVC_TTL_S as number,
     kek_refresh_ms: values.MONETA_KEK_REFRESH_MS as number,
+    acquirers: (values.MONETA_ACQUIRERS as string | undefined)?.split(',').map((pair) => {
+      const at = pair.indexOf('=');
+      return { name: pair.slice(0, at), url: pair.slice(at + 1) };
+    }),
+    acquirer_api_key: values.MONETA_ACQUIRER_API_KEY as string,
+    acquirer_timeout_ms: values.MONETA_ACQUIRER_TIMEOUT_MS as number,
   };
 }
 

@@ -4,6 +4,7 @@ import type { Pool } from '../db/pool.ts';
 import type { IdempotencyEngine } from '../idempotency/index.ts';
 import { IncrementalVerifier, LEDGER_CHECKS, type Ledger } from '../ledger/index.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { Janitor } from '../payments/index.ts';
 import type { Vault } from '../vault/index.ts';
 
 /**
@@ -15,6 +16,7 @@ export interface JobDeps {
   engine: IdempotencyEngine;
   ledger: Ledger;
   vault: Vault;
+  janitor: Janitor | null;
   log: Logger;
   metrics: Metrics;
   concurrency: number;
@@ -38,6 +40,8 @@ export const CRONTAB = [
   '* * * * * ledger_expire_pending ?max=1&jobKey=ledger_expire_pending',
   // Recheck the ledger's invariants: the totals and the next chunk of accounts.
   '* * * * * ledger_verify ?max=1&jobKey=ledger_verify',
+  // Settle acquirer calls of unknown outcome by inquiry (Kill Bill's janitor).
+  '* * * * * payments_janitor ?max=1&jobKey=payments_janitor',
   // Destroy CVCs no authorization used within their time (PCI DSS 3.3.1.2).
   '* * * * * vault_expire_cvcs ?max=1&jobKey=vault_expire_cvcs',
 ].join('\n');
@@ -72,6 +76,13 @@ export function taskList(deps: JobDeps): TaskList {
       }
       deps.metrics.ledger_expired.inc(expired);
       return { expired };
+    }),
+    payments_janitor: measured('payments_janitor', async () => {
+      if (!deps.janitor) return { skipped: 'no acquirers configured' };
+      const result = await deps.janitor.run();
+      deps.metrics.payments_settled.inc(result.settled);
+      deps.metrics.payments_needing_review.set(await deps.janitor.needingReview());
+      return result;
     }),
     vault_expire_cvcs: measured('vault_expire_cvcs', async () => ({
       destroyed: await deps.vault.expireCvcs(MAX_CVC_BATCHES),

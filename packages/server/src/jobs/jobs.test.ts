@@ -25,6 +25,7 @@ beforeAll(async () => {
     engine: new IdempotencyEngine(pool, { lock_timeout_s: 60, log }),
     ledger: new Ledger(pool),
     vault: new Vault(pool, testKeyProvider(), { cvc_ttl_s: 60, log }),
+    janitor: null,
     log,
     metrics: new Metrics(null, 4),
     concurrency: 1,

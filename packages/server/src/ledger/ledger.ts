@@ -4,6 +4,8 @@ import {
   isUniqueViolation,
   OrderedConnection,
   type Pool,
+  type Statement,
+  type Tx,
   withTransaction,
 } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
@@ -188,6 +190,26 @@ export class Ledger {
       this.remember(outcome, state);
       return outcome.pending_changes.size;
     });
+  }
+
+  /**
+   * Transfers that must commit together with other rows (a payment's state, its events):
+   * the rules run inside `tx` with the accounts locked in id order, as in the careful pass,
+   * and the caller commits the returned writes with its own, so the ledger and the payment
+   * can never disagree. The accounts are forgotten from the batch writer's cache, whose
+   * balances this transaction makes stale.
+   */
+  async prepareInTransaction(
+    tx: Tx,
+    inputs: readonly TransferInput[],
+  ): Promise<{ results: CreateTransferResult[]; writes: Statement[] }> {
+    assert(inputs.length >= 1 && inputs.length <= MAX_BATCH, 'a prepared batch within 1..MAX_BATCH');
+    const state = await loadTransferBatch(tx, inputs, true);
+    const original = balancesByAccount(state);
+    const outcome = applyTransfers(inputs, state, this.clock);
+    assertBatchInvariants(original, state, outcome);
+    for (const id of state.accounts.keys()) this.known.delete(id);
+    return { results: outcome.results, writes: transferBatchWrites(outcome, state, original, this.clock()) };
   }
 
   /** Whether a batch of `n` transfers streams them with COPY. */

@@ -44,6 +44,17 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly payments_needing_review = new client.Gauge({
+    name: 'moneta_payments_needing_review',
+    help: 'Payment intents whose acquirer outcome the janitor could not settle: an operator must look',
+    registers: [this.registry],
+  });
+  readonly payments_settled = new client.Counter({
+    name: 'moneta_payment_attempts_settled_total',
+    help: 'Acquirer calls of unknown outcome that the janitor settled by inquiry',
+    registers: [this.registry],
+  });
+
   readonly ledger_violations = new client.Gauge({
     name: 'moneta_ledger_invariant_violations',
     help: 'Ledger invariant violations found by the last scheduled check, by check (0 = sound)',

@@ -1,0 +1,892 @@
+import {
+  type AcquirerTransaction,
+  type Connector,
+  ConnectorError,
+  type Connectors,
+  type Inquiry,
+} from '../connectors/index.ts';
+import { combineWrites, type Statement, type Tx } from '../db/pool.ts';
+import type { IdempotentOperation, PhaseContext, PhaseOutcome, RequestScope } from '../idempotency/index.ts';
+import { jsonResponse } from '../idempotency/index.ts';
+import type { Ledger, TransferInput } from '../ledger/index.ts';
+import { assert, invalidRequest, MonetaError, resourceMissing } from '../lib/errors.ts';
+import { newId } from '../lib/ids.ts';
+import { type MetadataInput, metadataForCreate } from '../lib/metadata.ts';
+import type { Logger } from '../ops/logger.ts';
+import { newPaymentMethod } from '../payment-methods/service.ts';
+import { checkCard, TEST_CARD_SHORTCUTS } from '../vault/cards.ts';
+import { CardNotInVault, type Vault } from '../vault/index.ts';
+import {
+  authorizationTransfer,
+  captureTransfers,
+  ensureAccounts,
+  type PaymentAccounts,
+  paymentAccounts,
+  refundTransfer,
+  voidTransfer,
+} from './accounts.ts';
+import { captureFee } from './currency.ts';
+import {
+  chargeOf,
+  eventInsert,
+  type IntentRow,
+  type IntentStatus,
+  insertCharge,
+  type PaymentError,
+  requireIntent,
+  serializeCharge,
+  serializeIntent,
+  serializeRefund,
+  unexpectedState,
+  updateCharge,
+  updateIntent,
+} from './store.ts';
+import { makeUpdateOperation } from './update.ts';
+
+export interface PaymentDeps {
+  ledger: Ledger;
+  vault: Vault;
+  connectors: Connectors;
+  log: Logger;
+}
+
+export interface IntentInput {
+  amount: number;
+  currency: string;
+  customer?: string | undefined;
+  payment_method?: string | undefined;
+  capture_method?: 'automatic' | 'manual' | undefined;
+  description?: string | undefined;
+  statement_descriptor?: string | undefined;
+  metadata?: MetadataInput | undefined;
+}
+
+/** How often a call whose answer was lost is asked about at once, before the janitor takes over. */
+const INLINE_INQUIRIES = 3;
+const INLINE_INQUIRY_PAUSE_MS = 200;
+
+const CONFIRMABLE: readonly IntentStatus[] = ['requires_payment_method', 'requires_confirmation'];
+const CANCELABLE: readonly IntentStatus[] = [
+  'requires_payment_method',
+  'requires_confirmation',
+  'requires_action',
+  'requires_capture',
+];
+
+/** Stripe's codes and messages for the decline codes acquirers answer. */
+const DECLINES: Record<string, { code: string; message: string }> = {
+  generic_decline: { code: 'card_declined', message: 'Your card was declined.' },
+  insufficient_funds: { code: 'card_declined', message: 'Your card has insufficient funds.' },
+  lost_card: { code: 'card_declined', message: 'Your card was declined.' },
+  stolen_card: { code: 'card_declined', message: 'Your card was declined.' },
+  card_velocity_exceeded: { code: 'card_declined', message: 'Your card was declined.' },
+  expired_card: { code: 'expired_card', message: 'Your card has expired.' },
+  incorrect_cvc: { code: 'incorrect_cvc', message: "Your card's security code is incorrect." },
+  processing_error: {
+    code: 'processing_error',
+    message: 'An error occurred while processing your card. Try again in a little bit.',
+  },
+};
+
+function declineError(decline_code: string | null): PaymentError {
+  const d = DECLINES[decline_code ?? 'generic_decline'] ?? DECLINES.generic_decline!;
+  return {
+    type: 'card_error',
+    code: d.code,
+    decline_code: decline_code ?? 'generic_decline',
+    message: d.message,
+  };
+}
+
+/** The 402 a declined confirmation answers, with the intent as Stripe puts it in the error. */
+function declineResponse(intent: IntentRow, error: PaymentError): PhaseOutcome {
+  return {
+    response: {
+      status: 402,
+      body: JSON.stringify({ error: { ...error, payment_intent: serializeIntent(intent) } }),
+    },
+  };
+}
+
+export function accountsOf(
+  scope: { merchant_id: string; livemode: boolean },
+  intent: IntentRow,
+): PaymentAccounts {
+  assert(intent.acquirer, 'an intent that reached its acquirer names it');
+  return paymentAccounts(scope.merchant_id, intent.acquirer, intent.currency, scope.livemode);
+}
+
+/**
+ * Books `transfers` inside the phase's transaction, so they commit with the payment's state
+ * and events or not at all. They run now rather than with the COMMIT: the ledger's checked
+ * update must be the last part of its statement. Every transfer must succeed, or exist
+ * already (a step redone after a crash). Returns no writes left to send.
+ */
+export async function ledgerWrites(
+  deps: PaymentDeps,
+  tx: Tx,
+  transfers: TransferInput[],
+): Promise<Statement[]> {
+  const { results, writes } = await deps.ledger.prepareInTransaction(tx, transfers);
+  assert(
+    results.every((r) => r === 'ok' || r === 'exists'),
+    `payment transfers are booked (${results.join(', ')})`,
+  );
+  if (writes.length > 0) await tx.query(combineWrites(writes));
+  return [];
+}
+
+/** The call's answer, or what became of it when the answer was lost (null: still unknown). */
+export async function callAcquirer<T>(
+  connector: Connector,
+  reference: string,
+  call: () => Promise<T>,
+  fromInquiry: (inquiry: Inquiry) => T,
+): Promise<{ answer: T } | { failed: ConnectorError } | { unknown: ConnectorError }> {
+  try {
+    return { answer: await call() };
+  } catch (err) {
+    if (!(err instanceof ConnectorError)) throw err;
+    if (err.outcome === 'failed') return { failed: err };
+    for (let i = 0; i < INLINE_INQUIRIES; i += 1) {
+      await new Promise((r) => setTimeout(r, INLINE_INQUIRY_PAUSE_MS));
+      try {
+        const inquiry = await connector.inquire(reference);
+        // Not found right after the call may still be a request in flight: the janitor decides later.
+        if (inquiry) return { answer: fromInquiry(inquiry) };
+      } catch (inquiryErr) {
+        if (!(inquiryErr instanceof ConnectorError)) throw inquiryErr;
+      }
+    }
+    return { unknown: err };
+  }
+}
+
+export async function insertAttempt(
+  tx: Tx,
+  scope: RequestScope,
+  intent: IntentRow,
+  kind: 'authorize' | 'capture' | 'void' | 'refund',
+  amount: number,
+  refund_id: string | null = null,
+): Promise<string> {
+  const id = newId('pa');
+  await tx.query(
+    `INSERT INTO payment_attempts (id, payment_intent_id, merchant_id, livemode, kind, amount, status, acquirer, refund_id,
+       next_inquiry_at)
+     VALUES ($1, $2, $3, $4, $5, $6, 'started', $7, $8, now() + interval '1 minute')`,
+    [id, intent.id, scope.merchant_id, scope.livemode, kind, amount, intent.acquirer, refund_id],
+  );
+  return id;
+}
+
+export async function resolveAttempt(
+  tx: Tx,
+  id: string,
+  status: 'succeeded' | 'failed' | 'unknown',
+  detail: Record<string, unknown>,
+): Promise<void> {
+  await tx.query(
+    `UPDATE payment_attempts SET status = $2, detail = $3,
+       resolved_at = CASE WHEN $2 = 'unknown' THEN NULL ELSE now() END,
+       next_inquiry_at = CASE WHEN $2 = 'unknown' THEN now() + interval '10 seconds' ELSE NULL END
+     WHERE id = $1`,
+    [id, status, detail],
+  );
+}
+
+/** The payment method to charge: a `pm_card_*` shortcut becomes a new one (test mode). */
+async function resolvePaymentMethod(
+  deps: PaymentDeps,
+  tx: Tx,
+  scope: RequestScope,
+  pm_id: string,
+): Promise<{
+  id: string;
+  card_id: string;
+  card: Record<string, unknown>;
+  exp_month: number;
+  exp_year: number;
+}> {
+  const shortcut = TEST_CARD_SHORTCUTS[pm_id];
+  if (shortcut && !scope.livemode) {
+    const card = checkCard(shortcut);
+    const sealed = await deps.vault.sealCard(scope, card);
+    const { insert } = newPaymentMethod(scope, { card }, sealed);
+    for (const w of [...sealed.writes, insert]) await tx.query(w);
+    return { ...(await loadPaymentMethod(tx, scope, String(insert.values[0]))) };
+  }
+  return loadPaymentMethod(tx, scope, pm_id);
+}
+
+async function loadPaymentMethod(tx: Tx, scope: RequestScope, id: string) {
+  const { rows } = await tx.query(
+    `SELECT id, vault_card_id, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, card_funding,
+            card_country
+       FROM payment_methods WHERE id = $1 AND merchant_id = $2 AND livemode = $3`,
+    [id, scope.merchant_id, scope.livemode],
+  );
+  const pm = rows[0];
+  if (!pm) throw resourceMissing('payment_method', id, 'payment_method');
+  if (!pm.vault_card_id) {
+    throw invalidRequest('This PaymentMethod can no longer be used: its card was deleted.', 'payment_method');
+  }
+  return {
+    id: pm.id as string,
+    card_id: pm.vault_card_id as string,
+    exp_month: pm.card_exp_month as number,
+    exp_year: pm.card_exp_year as number,
+    card: {
+      brand: pm.card_brand,
+      country: pm.card_country,
+      exp_month: pm.card_exp_month,
+      exp_year: pm.card_exp_year,
+      fingerprint: pm.card_fingerprint,
+      funding: pm.card_funding,
+      last4: pm.card_last4,
+    },
+  };
+}
+
+type Scope = { merchant_id: string; livemode: boolean };
+
+/** True when the attempt's outcome is recorded already (by the request or the janitor): nothing to do twice. */
+export async function attemptSettled(tx: Tx, attempt_id: string): Promise<boolean> {
+  const { rows } = await tx.query('SELECT status FROM payment_attempts WHERE id = $1 FOR UPDATE', [
+    attempt_id,
+  ]);
+  assert(rows[0], 'the attempt exists');
+  return rows[0].status === 'succeeded' || rows[0].status === 'failed';
+}
+
+export interface AuthorizeState {
+  intent_id: string;
+  attempt_id: string;
+  pm: { id: string; card_id: string; card: Record<string, unknown>; exp_month: number; exp_year: number };
+}
+
+interface CaptureState {
+  intent_id: string;
+  attempt_id: string;
+  amount: number;
+}
+
+/**
+ * The steps every confirmation shares, by recovery point. Each acquirer call sits between two
+ * atomic phases: the first records the attempt (started) and commits; the call carries the
+ * attempt's id as reference and idempotency key; the second records the outcome, the ledger
+ * transfers and the events in one transaction. A crash in between leaves the request at the
+ * call's recovery point, and resuming repeats the call with the same key: the acquirer
+ * answers what it did the first time.
+ */
+function confirmationSteps(deps: PaymentDeps): IdempotentOperation<unknown>['steps'] {
+  return {
+    confirm: (ctx) =>
+      ctx.atomicPhase(async (tx) => {
+        const intent = await requireIntent(tx, ctx.scope, ctx.state.intent_id as string, true);
+        if (!CONFIRMABLE.includes(intent.status)) unexpectedState(intent, 'confirm', CONFIRMABLE);
+        if (!intent.payment_method_id) {
+          throw invalidRequest(
+            'You cannot confirm this PaymentIntent because it has no payment method. Pass payment_method.',
+            'payment_method',
+            'payment_intent_unexpected_state',
+          );
+        }
+        const pm = await resolvePaymentMethod(deps, tx, ctx.scope, intent.payment_method_id);
+        const acquirer = await merchantAcquirer(tx, ctx.scope.merchant_id);
+        const updated = await updateIntent(tx, intent.id, {
+          status: 'processing',
+          payment_method_id: pm.id,
+          acquirer,
+          last_payment_error: null,
+        });
+        const attempt_id = await insertAttempt(tx, ctx.scope, updated, 'authorize', Number(intent.amount));
+        return { recovery_point: 'authorize', state: { attempt_id, pm } };
+      }),
+
+    authorize: async (ctx) => {
+      const s = ctx.state as unknown as AuthorizeState;
+      const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
+      await ensureAccounts(deps.ledger, accountsOf(ctx.scope, intent));
+      const connector = deps.connectors.get(intent.acquirer!);
+      const result = connector
+        ? await callAcquirer(
+            connector,
+            s.attempt_id,
+            () => authorizeWithCard(deps, ctx, connector, intent, s),
+            (inquiry) => inquiry.transaction,
+          )
+        : { failed: new ConnectorError('failed', intent.acquirer!, 'no such acquirer is configured') };
+      await ctx.atomicPhase((tx) => recordAuthorization(deps, ctx, tx, s, result));
+    },
+
+    capture: async (ctx) => {
+      const s = ctx.state as unknown as CaptureState;
+      const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
+      const connector = deps.connectors.get(intent.acquirer!);
+      assert(connector && intent.authorization_id, 'an authorized intent has its acquirer and authorization');
+      const result = await callAcquirer(
+        connector,
+        s.attempt_id,
+        () => connector.capture(intent.authorization_id!, { reference: s.attempt_id, amount: s.amount }),
+        (inquiry) => inquiry.transaction,
+      );
+      await ctx.atomicPhase((tx) => recordCapture(deps, ctx, tx, s, result));
+    },
+  };
+}
+
+/** What a request answers when the janitor recorded its attempt's outcome first. */
+function settledResponse(intent: IntentRow): PhaseOutcome {
+  if (intent.status === 'requires_payment_method' && intent.last_payment_error) {
+    return declineResponse(intent, intent.last_payment_error);
+  }
+  return jsonResponse(200, serializeIntent(intent));
+}
+
+async function merchantAcquirer(tx: Tx, merchant_id: string): Promise<string> {
+  const { rows } = await tx.query('SELECT acquirer FROM merchants WHERE id = $1', [merchant_id]);
+  assert(rows[0], 'the authenticated merchant exists');
+  return rows[0].acquirer as string;
+}
+
+function authorizeWithCard(
+  deps: PaymentDeps,
+  ctx: PhaseContext<unknown>,
+  connector: Connector,
+  intent: IntentRow,
+  s: AuthorizeState,
+): Promise<AcquirerTransaction> {
+  return deps.vault
+    .useCard(
+      ctx.scope,
+      {
+        actor: `api_key:${ctx.scope.api_key_id}`,
+        origin: `request:${ctx.scope.request_id}`,
+        card_id: s.pm.card_id,
+        purpose: 'authorization',
+        consume_cvc: true,
+      },
+      (card) =>
+        connector.authorize({
+          reference: s.attempt_id,
+          amount: Number(intent.amount),
+          currency: intent.currency,
+          card: { number: card.number, cvc: card.cvc, exp_month: s.pm.exp_month, exp_year: s.pm.exp_year },
+          statement_descriptor: intent.statement_descriptor,
+        }),
+    )
+    .catch((err) => {
+      if (err instanceof CardNotInVault)
+        throw new ConnectorError('failed', connector.name, 'card not in the vault');
+      throw err;
+    });
+}
+
+export type CallResult<T> = { answer: T } | { failed: ConnectorError } | { unknown: ConnectorError };
+
+async function recordAuthorization(
+  deps: PaymentDeps,
+  ctx: PhaseContext<unknown>,
+  tx: Tx,
+  s: AuthorizeState,
+  result: CallResult<AcquirerTransaction>,
+): Promise<PhaseOutcome> {
+  const intent = await requireIntent(tx, ctx.scope, s.intent_id, true);
+  if (await attemptSettled(tx, s.attempt_id)) return settledResponse(intent);
+  if ('unknown' in result) {
+    await resolveAttempt(tx, s.attempt_id, 'unknown', { error: result.unknown.message });
+    return jsonResponse(200, serializeIntent(intent));
+  }
+  if ('failed' in result) {
+    await resolveAttempt(tx, s.attempt_id, 'failed', { error: result.failed.message });
+    const error: PaymentError = {
+      type: 'api_error',
+      code: 'processing_error',
+      message: 'The payment could not be sent to the acquirer. Retry the confirmation.',
+    };
+    const failed = await updateIntent(tx, intent.id, {
+      status: 'requires_payment_method',
+      last_payment_error: error,
+    });
+    return {
+      ...declineResponse(failed, error),
+      writes: [eventInsert(ctx.scope, 'payment_intent.payment_failed', serializeIntent(failed))],
+    };
+  }
+  return recordAuthorizationAnswer(deps, ctx.scope, tx, s, intent, result.answer);
+}
+
+/** Books an authorization's answer; also used by the janitor when an inquiry finds it. */
+export async function recordAuthorizationAnswer(
+  deps: PaymentDeps,
+  scope: Scope,
+  tx: Tx,
+  s: AuthorizeState,
+  intent: IntentRow,
+  answer: AcquirerTransaction,
+): Promise<PhaseOutcome> {
+  const ctx = { scope: scope as RequestScope };
+  await resolveAttempt(tx, s.attempt_id, answer.status === 'approved' ? 'succeeded' : 'failed', {
+    acquirer_id: answer.id,
+    status: answer.status,
+    decline_code: answer.decline_code,
+  });
+  await tx.query('UPDATE payment_methods SET cvc_check = $2 WHERE id = $1', [s.pm.id, answer.cvc_check]);
+  if (answer.status === 'authentication_required') {
+    const waiting = await updateIntent(tx, intent.id, { status: 'requires_action' });
+    return {
+      ...jsonResponse(200, serializeIntent(waiting)),
+      writes: [eventInsert(ctx.scope, 'payment_intent.requires_action', serializeIntent(waiting))],
+    };
+  }
+  const approved = answer.status === 'approved';
+  const error = approved ? null : declineError(answer.decline_code);
+  const charge = await insertCharge(tx, ctx.scope, {
+    id: newId('ch'),
+    payment_intent_id: intent.id,
+    amount: intent.amount,
+    amount_captured: '0',
+    amount_refunded: '0',
+    currency: intent.currency,
+    status: approved ? 'succeeded' : 'failed',
+    captured: false,
+    failure_code: error?.code ?? null,
+    failure_message: error?.message ?? null,
+    outcome: {
+      network_status: answer.network_status,
+      reason: approved ? null : answer.decline_code,
+      risk_level: 'normal',
+      seller_message: approved
+        ? 'Payment complete.'
+        : 'The bank did not return any further details with this decline.',
+      type: approved ? 'authorized' : 'issuer_declined',
+    },
+    payment_method_id: s.pm.id,
+    card: { ...s.pm.card, checks: { cvc_check: answer.cvc_check }, network: s.pm.card.brand },
+    acquirer_id: answer.id,
+  });
+  if (!approved) {
+    const failed = await updateIntent(tx, intent.id, {
+      status: 'requires_payment_method',
+      latest_charge: charge.id,
+      last_payment_error: { ...error!, charge: charge.id },
+    });
+    return {
+      ...declineResponse(failed, { ...error!, charge: charge.id }),
+      writes: [eventInsert(ctx.scope, 'payment_intent.payment_failed', serializeIntent(failed))],
+    };
+  }
+  const ledger = await ledgerWrites(deps, tx, [
+    authorizationTransfer(intent.id, accountsOf(ctx.scope, intent), Number(intent.amount)),
+  ]);
+  const manual = intent.capture_method === 'manual';
+  const authorized = await updateIntent(tx, intent.id, {
+    status: manual ? 'requires_capture' : 'processing',
+    authorization_id: answer.id,
+    latest_charge: charge.id,
+    amount_capturable: intent.amount,
+  });
+  if (manual) {
+    return {
+      ...jsonResponse(200, serializeIntent(authorized)),
+      writes: [
+        ...ledger,
+        eventInsert(ctx.scope, 'payment_intent.amount_capturable_updated', serializeIntent(authorized)),
+      ],
+    };
+  }
+  const attempt_id = await insertAttempt(tx, ctx.scope, authorized, 'capture', Number(intent.amount));
+  return { recovery_point: 'capture', state: { attempt_id, amount: Number(intent.amount) }, writes: ledger };
+}
+
+async function recordCapture(
+  deps: PaymentDeps,
+  ctx: PhaseContext<unknown>,
+  tx: Tx,
+  s: CaptureState,
+  result: CallResult<AcquirerTransaction>,
+): Promise<PhaseOutcome> {
+  const intent = await requireIntent(tx, ctx.scope, s.intent_id, true);
+  if (await attemptSettled(tx, s.attempt_id)) return settledResponse(intent);
+  if ('unknown' in result || 'failed' in result) {
+    const failure = 'unknown' in result ? result.unknown : result.failed;
+    await resolveAttempt(tx, s.attempt_id, 'unknown' in result ? 'unknown' : 'failed', {
+      error: failure.message,
+    });
+    // Still authorized: a capture can be tried again (the janitor settles an unknown one).
+    const waiting = await updateIntent(tx, intent.id, { status: 'requires_capture' });
+    if ('unknown' in result) return jsonResponse(200, serializeIntent(waiting));
+    throw new MonetaError(
+      502,
+      'api_error',
+      `The acquirer refused the capture (${failure.message}). Retry the capture.`,
+    );
+  }
+  return recordCaptured(deps, ctx.scope, tx, s, intent, result.answer.captured_amount);
+}
+
+/** The capture happened at the acquirer: book it (and the fee), and the intent succeeded. */
+export async function recordCaptured(
+  deps: PaymentDeps,
+  scope: Scope,
+  tx: Tx,
+  s: { attempt_id: string },
+  intent: IntentRow,
+  captured: number,
+): Promise<PhaseOutcome> {
+  assert(captured > 0 && captured <= Number(intent.amount), 'the acquirer captured within the authorization');
+  await resolveAttempt(tx, s.attempt_id, 'succeeded', { captured });
+  const fee = captureFee(captured);
+  const ledger = await ledgerWrites(
+    deps,
+    tx,
+    captureTransfers(intent.id, accountsOf(scope as RequestScope, intent), captured, fee),
+  );
+  const charge = await updateCharge(tx, intent.latest_charge!, { amount_captured: captured, captured: true });
+  const succeeded = await updateIntent(tx, intent.id, {
+    status: 'succeeded',
+    amount_received: captured,
+    amount_capturable: 0,
+  });
+  return {
+    ...jsonResponse(200, serializeIntent(succeeded)),
+    writes: [
+      ...ledger,
+      eventInsert(scope, 'charge.captured', serializeCharge(charge)),
+      eventInsert(scope, 'payment_intent.succeeded', serializeIntent(succeeded)),
+    ],
+  };
+}
+
+function newIntentInsert(scope: RequestScope, input: IntentInput, id: string) {
+  return {
+    text: `INSERT INTO payment_intents (id, merchant_id, livemode, amount, currency, status, capture_method, customer_id,
+             payment_method_id, description, statement_descriptor, metadata)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *`,
+    values: [
+      id,
+      scope.merchant_id,
+      scope.livemode,
+      input.amount,
+      input.currency,
+      input.payment_method ? 'requires_confirmation' : 'requires_payment_method',
+      input.capture_method ?? 'automatic',
+      input.customer ?? null,
+      input.payment_method ?? null,
+      input.description ?? null,
+      input.statement_descriptor ?? null,
+      metadataForCreate(input.metadata),
+    ],
+  };
+}
+
+export interface PaymentOperations {
+  create: IdempotentOperation<{ input: IntentInput; confirm: boolean }>;
+  confirm: IdempotentOperation<{ id: string; payment_method?: string | undefined }>;
+  capture: IdempotentOperation<{ id: string; amount_to_capture?: number | undefined }>;
+  cancel: IdempotentOperation<{ id: string; cancellation_reason?: string | undefined }>;
+  refund: IdempotentOperation<RefundInput>;
+  update: ReturnType<typeof makeUpdateOperation>;
+}
+
+export interface RefundInput {
+  payment_intent: string;
+  amount?: number | undefined;
+  reason?: string | undefined;
+  metadata?: MetadataInput | undefined;
+}
+
+export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
+  const steps = confirmationSteps(deps);
+  const create: PaymentOperations['create'] = {
+    name: 'payment_intents.create',
+    persist_params: true,
+    steps: {
+      started: (ctx) =>
+        ctx.atomicPhase(async (tx) => {
+          const { input, confirm } = ctx.params;
+          if (input.customer !== undefined) await requireCustomer(tx, ctx.scope, input.customer);
+          const { rows } = await tx.query(newIntentInsert(ctx.scope, input, newId('pi')));
+          const intent = (await requireIntent(tx, ctx.scope, rows[0].id, false)) as IntentRow;
+          const created = eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent));
+          if (!confirm) return { ...jsonResponse(200, serializeIntent(intent)), writes: [created] };
+          return { recovery_point: 'confirm', state: { intent_id: intent.id }, writes: [created] };
+        }),
+      ...steps,
+    },
+  } as PaymentOperations['create'];
+
+  const confirm: PaymentOperations['confirm'] = {
+    name: 'payment_intents.confirm',
+    persist_params: true,
+    steps: {
+      started: (ctx) =>
+        ctx.atomicPhase(async (tx) => {
+          const intent = await requireIntent(tx, ctx.scope, ctx.params.id, true);
+          if (!CONFIRMABLE.includes(intent.status)) unexpectedState(intent, 'confirm', CONFIRMABLE);
+          if (ctx.params.payment_method) {
+            await updateIntent(tx, intent.id, { payment_method_id: ctx.params.payment_method });
+          }
+          return { recovery_point: 'confirm', state: { intent_id: intent.id } };
+        }),
+      ...steps,
+    },
+  } as PaymentOperations['confirm'];
+
+  const capture: PaymentOperations['capture'] = {
+    name: 'payment_intents.capture',
+    persist_params: true,
+    steps: {
+      started: (ctx) =>
+        ctx.atomicPhase(async (tx) => {
+          const intent = await requireIntent(tx, ctx.scope, ctx.params.id, true);
+          if (intent.status !== 'requires_capture') unexpectedState(intent, 'capture', ['requires_capture']);
+          const amount = ctx.params.amount_to_capture ?? Number(intent.amount_capturable);
+          if (amount > Number(intent.amount_capturable)) {
+            throw invalidRequest(
+              `The amount to capture (${amount}) is greater than the amount capturable (${intent.amount_capturable}).`,
+              'amount_to_capture',
+              'amount_too_large',
+            );
+          }
+          const attempt_id = await insertAttempt(tx, ctx.scope, intent, 'capture', amount);
+          await updateIntent(tx, intent.id, { status: 'processing' });
+          return { recovery_point: 'capture', state: { intent_id: intent.id, attempt_id, amount } };
+        }),
+      capture: steps.capture!,
+    },
+  } as PaymentOperations['capture'];
+
+  const cancel: PaymentOperations['cancel'] = {
+    name: 'payment_intents.cancel',
+    persist_params: true,
+    steps: {
+      started: (ctx) =>
+        ctx.atomicPhase(async (tx) => {
+          const intent = await requireIntent(tx, ctx.scope, ctx.params.id, true);
+          if (!CANCELABLE.includes(intent.status)) unexpectedState(intent, 'cancel', CANCELABLE);
+          if (intent.status !== 'requires_capture')
+            return canceled(ctx.scope, tx, intent, ctx.params.cancellation_reason, []);
+          const attempt_id = await insertAttempt(tx, ctx.scope, intent, 'void', 0);
+          return { recovery_point: 'void', state: { intent_id: intent.id, attempt_id } };
+        }),
+      void: async (ctx) => {
+        const s = ctx.state as { intent_id: string; attempt_id: string };
+        const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
+        const connector = deps.connectors.get(intent.acquirer!);
+        assert(
+          connector && intent.authorization_id,
+          'an authorized intent has its acquirer and authorization',
+        );
+        const result = await callAcquirer(
+          connector,
+          s.attempt_id,
+          () => connector.void(intent.authorization_id!, { reference: s.attempt_id }),
+          (inquiry) => inquiry.transaction,
+        );
+        await ctx.atomicPhase(async (tx) => {
+          const locked = await requireIntent(tx, ctx.scope, s.intent_id, true);
+          if (await attemptSettled(tx, s.attempt_id)) return settledResponse(locked);
+          if (!('answer' in result)) {
+            await resolveAttempt(tx, s.attempt_id, 'unknown' in result ? 'unknown' : 'failed', {});
+            throw new MonetaError(
+              502,
+              'api_error',
+              'The acquirer did not confirm the cancellation. Retry it.',
+            );
+          }
+          await resolveAttempt(tx, s.attempt_id, 'succeeded', {});
+          const ledger = await ledgerWrites(deps, tx, [
+            voidTransfer(locked.id, accountsOf(ctx.scope, locked)),
+          ]);
+          return canceled(ctx.scope, tx, locked, ctx.params.cancellation_reason, ledger);
+        });
+      },
+    },
+  };
+
+  return {
+    create,
+    confirm,
+    capture,
+    cancel,
+    refund: makeRefundOperation(deps),
+    update: makeUpdateOperation(),
+  };
+}
+
+export async function canceled(
+  scope: Scope,
+  tx: Tx,
+  intent: IntentRow,
+  reason: string | undefined,
+  ledger: PhaseOutcome['writes'] & object,
+): Promise<PhaseOutcome> {
+  const row = await updateIntent(tx, intent.id, {
+    status: 'canceled',
+    cancellation_reason: reason ?? null,
+    canceled_at: new Date(),
+    amount_capturable: 0,
+  });
+  return {
+    ...jsonResponse(200, serializeIntent(row)),
+    writes: [...ledger, eventInsert(scope, 'payment_intent.canceled', serializeIntent(row))],
+  };
+}
+
+async function requireCustomer(tx: Tx, scope: RequestScope, id: string): Promise<void> {
+  const { rowCount } = await tx.query(
+    'SELECT 1 FROM customers WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL',
+    [id, scope.merchant_id, scope.livemode],
+  );
+  if (rowCount !== 1) throw resourceMissing('customer', id, 'customer');
+}
+
+/**
+ * Refunds: the first phase reserves the amount (a `pending` refund row, under the intent's
+ * row lock, so concurrent refunds never add up past what was captured), then the acquirer
+ * refunds, then the outcome and its transfers commit. Moneta returns its fee in proportion
+ * to what is refunded, so a merchant's pending balance always covers a refund of its own
+ * payment.
+ */
+function makeRefundOperation(deps: PaymentDeps): IdempotentOperation<RefundInput> {
+  return {
+    name: 'refunds.create',
+    persist_params: true,
+    steps: {
+      started: (ctx) =>
+        ctx.atomicPhase(async (tx) => {
+          const intent = await requireIntent(
+            tx,
+            ctx.scope,
+            ctx.params.payment_intent,
+            true,
+            'payment_intent',
+          );
+          if (intent.status !== 'succeeded' || !intent.latest_charge) {
+            throw invalidRequest(
+              `This PaymentIntent (${intent.id}) does not have a successful charge to refund.`,
+              'payment_intent',
+              'charge_not_refundable',
+            );
+          }
+          const { rows } = await tx.query(
+            `SELECT coalesce(sum(amount), 0)::bigint AS reserved FROM refunds WHERE payment_intent_id = $1 AND status <> 'failed'`,
+            [intent.id],
+          );
+          const available = Number(intent.amount_received) - Number(rows[0].reserved);
+          const amount = ctx.params.amount ?? available;
+          if (amount < 1 || amount > available) {
+            throw invalidRequest(
+              `Refund amount (${amount}) is greater than the unrefunded amount on the charge (${available}).`,
+              'amount',
+              'amount_too_large',
+            );
+          }
+          const refund_id = newId('re');
+          await tx.query(
+            `INSERT INTO refunds (id, payment_intent_id, charge_id, merchant_id, livemode, amount, currency, status, reason, metadata)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)`,
+            [
+              refund_id,
+              intent.id,
+              intent.latest_charge,
+              ctx.scope.merchant_id,
+              ctx.scope.livemode,
+              amount,
+              intent.currency,
+              ctx.params.reason ?? null,
+              metadataForCreate(ctx.params.metadata),
+            ],
+          );
+          const attempt_id = await insertAttempt(tx, ctx.scope, intent, 'refund', amount, refund_id);
+          const refund = await loadRefund(tx, refund_id);
+          return {
+            recovery_point: 'refund',
+            state: { intent_id: intent.id, attempt_id, refund_id, amount },
+            writes: [eventInsert(ctx.scope, 'refund.created', serializeRefund(refund))],
+          };
+        }),
+      refund: async (ctx) => {
+        const s = ctx.state as { intent_id: string; attempt_id: string; refund_id: string; amount: number };
+        const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
+        const connector = deps.connectors.get(intent.acquirer!);
+        assert(connector && intent.authorization_id, 'a captured intent has its acquirer and authorization');
+        const result = await callAcquirer(
+          connector,
+          s.attempt_id,
+          () => connector.refund(intent.authorization_id!, { reference: s.attempt_id, amount: s.amount }),
+          (inquiry) => (inquiry.kind === 'refund' ? inquiry.refund : null),
+        );
+        await ctx.atomicPhase((tx) => recordRefund(deps, ctx.scope, tx, s, result));
+      },
+    },
+  };
+}
+
+async function loadRefund(tx: Tx, id: string) {
+  const { rows } = await tx.query('SELECT * FROM refunds WHERE id = $1', [id]);
+  return rows[0];
+}
+
+/** Books a refund's outcome; also used by the janitor when it learns it. */
+export async function recordRefund(
+  deps: PaymentDeps,
+  scope: { merchant_id: string; livemode: boolean },
+  tx: Tx,
+  s: { intent_id: string; attempt_id: string; refund_id: string; amount: number },
+  result: CallResult<unknown>,
+): Promise<PhaseOutcome> {
+  const intent = await requireIntent(tx, scope, s.intent_id, true);
+  if (await attemptSettled(tx, s.attempt_id)) {
+    return jsonResponse(200, serializeRefund(await loadRefund(tx, s.refund_id)));
+  }
+  if ('unknown' in result || ('answer' in result && result.answer === null)) {
+    await resolveAttempt(tx, s.attempt_id, 'unknown', {});
+    return jsonResponse(200, serializeRefund(await loadRefund(tx, s.refund_id)));
+  }
+  if ('failed' in result) {
+    await resolveAttempt(tx, s.attempt_id, 'failed', { error: result.failed.message });
+    const { rows } = await tx.query(
+      `UPDATE refunds SET status = 'failed', failure_reason = 'unknown' WHERE id = $1 RETURNING *`,
+      [s.refund_id],
+    );
+    return {
+      ...jsonResponse(200, serializeRefund(rows[0])),
+      writes: [eventInsert(scope, 'refund.updated', serializeRefund(rows[0]))],
+    };
+  }
+  await resolveAttempt(tx, s.attempt_id, 'succeeded', {});
+  const charge = await chargeOf(tx, intent);
+  assert(charge, 'a refunded intent has its charge');
+  const captured = Number(charge.amount_captured);
+  const before = Number(charge.amount_refunded);
+  const after = before + s.amount;
+  assert(after <= captured, 'refunds never exceed the captured amount');
+  // Fee returned in proportion, cumulatively floored: the total returned is the whole fee at a full refund.
+  const fee = captureFee(captured);
+  const fee_back = Math.floor((fee * after) / captured) - Math.floor((fee * before) / captured);
+  const a = accountsOf(scope as RequestScope, intent);
+  const transfers = [refundTransfer(s.refund_id, a, s.amount)];
+  if (fee_back > 0) {
+    transfers.unshift({
+      ...refundTransfer(`${s.refund_id}:fee`, a, fee_back),
+      debit_account_id: a.fees,
+      credit_account_id: a.merchant_pending,
+    });
+  }
+  const ledger = await ledgerWrites(deps, tx, transfers);
+  const updatedCharge = await updateCharge(tx, charge.id, { amount_refunded: after });
+  const { rows } = await tx.query(`UPDATE refunds SET status = 'succeeded' WHERE id = $1 RETURNING *`, [
+    s.refund_id,
+  ]);
+  return {
+    ...jsonResponse(200, serializeRefund(rows[0])),
+    writes: [
+      ...ledger,
+      eventInsert(scope, 'refund.updated', serializeRefund(rows[0])),
+      eventInsert(scope, 'charge.refunded', serializeCharge(updatedCharge)),
+    ],
+  };
+}

@@ -1,0 +1,269 @@
+import type { AcquirerTransaction, Inquiry } from '../connectors/index.ts';
+import { ConnectorError } from '../connectors/index.ts';
+import { type Pool, withTransaction } from '../db/pool.ts';
+import { assert } from '../lib/errors.ts';
+import { voidTransfer } from './accounts.ts';
+import {
+  type AuthorizeState,
+  accountsOf,
+  attemptSettled,
+  canceled,
+  ledgerWrites,
+  type PaymentDeps,
+  recordAuthorizationAnswer,
+  recordCaptured,
+  recordRefund,
+  resolveAttempt,
+} from './flows.ts';
+import { requireIntent, updateIntent } from './store.ts';
+
+/**
+ * Kill Bill's janitor: attempts whose outcome is unknown (a timeout, a lost response, a
+ * crash between the call and the record) are settled by asking the acquirer, by our
+ * reference, on a bounded backoff schedule — never by guessing. What it finds is booked
+ * exactly as the original request would have booked it (the same steps, the same
+ * deterministic ledger transfer ids, so nothing is booked twice). Only a proven "no such
+ * transaction", old enough that the request cannot still be in flight, becomes a failure.
+ * An attempt still unknown after the whole schedule flags its intent for manual review.
+ */
+const SCHEDULE_S = [10, 60, 300, 3600, 86_400, 86_400, 86_400] as const;
+/** A request older than this cannot still be on its way to the acquirer. */
+const IN_FLIGHT_BOUND_S = 120;
+/** Attempts settled per run (each in its own transaction). */
+const BATCH = 50;
+
+interface AttemptRow {
+  id: string;
+  payment_intent_id: string;
+  merchant_id: string;
+  livemode: boolean;
+  kind: 'authorize' | 'capture' | 'void' | 'refund';
+  amount: string;
+  acquirer: string;
+  refund_id: string | null;
+  inquiries: number;
+  age_s: number;
+}
+
+export class Janitor {
+  constructor(
+    private readonly pool: Pool,
+    private readonly deps: PaymentDeps,
+  ) {}
+
+  /** Settles the attempts due now; returns how many it settled. */
+  async run(): Promise<{ settled: number; review: number }> {
+    const { rows } = await this.pool.query(
+      `SELECT id, payment_intent_id, merchant_id, livemode, kind, amount, acquirer, refund_id, inquiries,
+              extract(epoch FROM now() - created_at)::int AS age_s
+         FROM payment_attempts
+        WHERE status IN ('started', 'unknown') AND next_inquiry_at <= now()
+        ORDER BY next_inquiry_at LIMIT $1`,
+      [BATCH],
+    );
+    let settled = 0;
+    let review = 0;
+    for (const attempt of rows as AttemptRow[]) {
+      const outcome = await this.settle(attempt).catch((err) => {
+        this.deps.log.error({ err, attempt: attempt.id }, 'janitor could not settle an attempt');
+        return 'later' as const;
+      });
+      if (outcome === 'settled') settled += 1;
+      if (outcome === 'later' && (await this.postpone(attempt))) review += 1;
+    }
+    return { settled, review };
+  }
+
+  /** How many intents wait for an operator (the metric `moneta_payments_needing_review`). */
+  async needingReview(): Promise<number> {
+    const { rows } = await this.pool.query(
+      'SELECT count(*)::int AS n FROM payment_intents WHERE needs_review',
+    );
+    return rows[0].n as number;
+  }
+
+  private async settle(attempt: AttemptRow): Promise<'settled' | 'later'> {
+    const connector = this.deps.connectors.get(attempt.acquirer);
+    if (!connector) return 'later';
+    let inquiry: Inquiry | null;
+    try {
+      inquiry = await connector.inquire(attempt.id);
+    } catch (err) {
+      if (err instanceof ConnectorError) return 'later';
+      throw err;
+    }
+    if (inquiry === null && attempt.age_s < IN_FLIGHT_BOUND_S) return 'later';
+    const scope = { merchant_id: attempt.merchant_id, livemode: attempt.livemode };
+    await withTransaction(this.pool, async (tx) => {
+      const intent = await requireIntent(tx, scope, attempt.payment_intent_id, true);
+      if (await attemptSettled(tx, attempt.id)) return;
+      const tail = await this.book(tx, scope, attempt, intent, inquiry);
+      await tx.commit(tail);
+    });
+    return 'settled';
+  }
+
+  /** Books what the inquiry found (null: proven never happened) and returns the writes to commit. */
+  private async book(
+    tx: Parameters<Parameters<typeof withTransaction>[1]>[0],
+    scope: { merchant_id: string; livemode: boolean },
+    attempt: AttemptRow,
+    intent: Awaited<ReturnType<typeof requireIntent>>,
+    inquiry: Inquiry | null,
+  ) {
+    const transaction: AcquirerTransaction | null = inquiry?.transaction ?? null;
+    switch (attempt.kind) {
+      case 'authorize': {
+        if (!transaction) {
+          await resolveAttempt(tx, attempt.id, 'failed', { inquiry: 'not_found' });
+          await updateIntent(tx, intent.id, {
+            status: 'requires_payment_method',
+            last_payment_error: {
+              type: 'api_error',
+              code: 'processing_error',
+              message: 'The acquirer has no record of this payment. Confirm it again.',
+            },
+          });
+          return [];
+        }
+        const pm = await this.paymentMethodState(tx, intent.payment_method_id);
+        const state: AuthorizeState = { intent_id: intent.id, attempt_id: attempt.id, pm };
+        const outcome = await recordAuthorizationAnswer(this.deps, scope, tx, state, intent, transaction);
+        if ('recovery_point' in outcome) {
+          // Automatic capture: the original request would capture next; a capture attempt is due now.
+          const capture = (outcome.state as { attempt_id: string }).attempt_id;
+          await tx.query(
+            "UPDATE payment_attempts SET next_inquiry_at = now() - interval '1 second' WHERE id = $1",
+            [capture],
+          );
+        }
+        return [...(outcome.writes ?? [])];
+      }
+      case 'capture': {
+        if (!transaction || transaction.captured_amount === 0) {
+          if (!transaction || attempt.age_s >= IN_FLIGHT_BOUND_S) {
+            return this.retryCapture(tx, scope, attempt, intent);
+          }
+          return [];
+        }
+        const outcome = await recordCaptured(
+          this.deps,
+          scope,
+          tx,
+          { attempt_id: attempt.id },
+          intent,
+          transaction.captured_amount,
+        );
+        return [...(outcome.writes ?? [])];
+      }
+      case 'void': {
+        if (!transaction?.voided) {
+          await resolveAttempt(tx, attempt.id, 'failed', {
+            inquiry: transaction ? 'not_voided' : 'not_found',
+          });
+          return [];
+        }
+        await resolveAttempt(tx, attempt.id, 'succeeded', {});
+        const ledger = await ledgerWrites(this.deps, tx, [
+          voidTransfer(intent.id, accountsOf(scope, intent)),
+        ]);
+        const outcome = await canceled(scope, tx, intent, 'abandoned', ledger);
+        return [...(outcome.writes ?? [])];
+      }
+      case 'refund': {
+        assert(attempt.refund_id, 'a refund attempt names its refund');
+        const s = {
+          intent_id: intent.id,
+          attempt_id: attempt.id,
+          refund_id: attempt.refund_id,
+          amount: Number(attempt.amount),
+        };
+        const result =
+          inquiry?.kind === 'refund'
+            ? { answer: inquiry.refund }
+            : { failed: new ConnectorError('failed', attempt.acquirer, 'no such refund') };
+        const outcome = await recordRefund(this.deps, scope, tx, s, result);
+        return [...(outcome.writes ?? [])];
+      }
+    }
+  }
+
+  /**
+   * A capture the acquirer never received (or an automatic capture the janitor owes after
+   * settling its authorization): call it now with the same reference, which is safe to
+   * repeat, and book the answer.
+   */
+  private async retryCapture(
+    tx: Parameters<Parameters<typeof withTransaction>[1]>[0],
+    scope: { merchant_id: string; livemode: boolean },
+    attempt: AttemptRow,
+    intent: Awaited<ReturnType<typeof requireIntent>>,
+  ) {
+    const connector = this.deps.connectors.get(attempt.acquirer);
+    assert(connector && intent.authorization_id, 'an authorized intent has its acquirer and authorization');
+    const answer = await connector.capture(intent.authorization_id, {
+      reference: attempt.id,
+      amount: Number(attempt.amount),
+    });
+    const outcome = await recordCaptured(
+      this.deps,
+      scope,
+      tx,
+      { attempt_id: attempt.id },
+      intent,
+      answer.captured_amount,
+    );
+    return [...(outcome.writes ?? [])];
+  }
+
+  private async paymentMethodState(
+    tx: Parameters<Parameters<typeof withTransaction>[1]>[0],
+    pm_id: string | null,
+  ): Promise<AuthorizeState['pm']> {
+    const { rows } = await tx.query(
+      `SELECT id, vault_card_id, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, card_funding, card_country
+         FROM payment_methods WHERE id = $1`,
+      [pm_id],
+    );
+    const pm = rows[0];
+    assert(pm, 'an authorized intent has its payment method');
+    return {
+      id: pm.id,
+      card_id: pm.vault_card_id,
+      exp_month: pm.card_exp_month,
+      exp_year: pm.card_exp_year,
+      card: {
+        brand: pm.card_brand,
+        country: pm.card_country,
+        exp_month: pm.card_exp_month,
+        exp_year: pm.card_exp_year,
+        fingerprint: pm.card_fingerprint,
+        funding: pm.card_funding,
+        last4: pm.card_last4,
+      },
+    };
+  }
+
+  /** Next inquiry on the schedule; past its end, the intent is flagged for review. Returns true when flagged. */
+  private async postpone(attempt: AttemptRow): Promise<boolean> {
+    const delay = SCHEDULE_S[attempt.inquiries];
+    if (delay === undefined) {
+      await this.pool.query(
+        `WITH a AS (UPDATE payment_attempts SET next_inquiry_at = NULL, inquiries = inquiries + 1 WHERE id = $1)
+         UPDATE payment_intents SET needs_review = true WHERE id = $2`,
+        [attempt.id, attempt.payment_intent_id],
+      );
+      this.deps.log.error(
+        { attempt: attempt.id, intent: attempt.payment_intent_id },
+        'payment needs manual review',
+      );
+      return true;
+    }
+    await this.pool.query(
+      `UPDATE payment_attempts SET inquiries = inquiries + 1, next_inquiry_at = now() + make_interval(secs => $2),
+         status = 'unknown' WHERE id = $1`,
+      [attempt.id, delay],
+    );
+    return false;
+  }
+}

@@ -1,0 +1,213 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startAcquirer } from '@moneta/acquirer-sim';
+import Stripe from 'stripe';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
+import { verifyLedger } from '../ledger/index.ts';
+
+let t: TestMoneta;
+let acquirer: Awaited<ReturnType<typeof startAcquirer>>;
+let stripe: Stripe;
+
+beforeAll(async () => {
+  acquirer = await startAcquirer({
+    name: 'acme',
+    port: 0,
+    data_dir: await mkdtemp(path.join(tmpdir(), 'moneta-acq-')),
+    api_key: 'sim_test_key',
+  });
+  t = await startTestMoneta({
+    MONETA_ACQUIRERS: `acme=${acquirer.url}`,
+    MONETA_ACQUIRER_TIMEOUT_MS: '1000',
+    MONETA_RATE_LIMIT_PER_SECOND: '100000',
+    MONETA_RATE_LIMIT_BURST: '100000',
+  });
+  const url = new URL(t.url);
+  stripe = new Stripe(t.secret_key, {
+    host: url.hostname,
+    port: Number(url.port),
+    protocol: 'http',
+    maxNetworkRetries: 0,
+  });
+});
+afterAll(async () => {
+  await t?.close();
+  await acquirer?.close();
+});
+
+async function events(object_id: string): Promise<string[]> {
+  const { rows } = await t.pool.query('SELECT type FROM events WHERE object_id = $1 ORDER BY seq', [
+    object_id,
+  ]);
+  return rows.map((r) => r.type as string);
+}
+
+describe('payments through the official stripe package', () => {
+  it('automatic capture: one call authorizes and captures, books the ledger and records the events', async () => {
+    const pi = await stripe.paymentIntents.create({
+      amount: 2000,
+      currency: 'usd',
+      payment_method: 'pm_card_visa',
+      confirm: true,
+    });
+    expect(pi.status).toBe('succeeded');
+    expect(pi.amount_received).toBe(2000);
+    expect(typeof pi.latest_charge).toBe('string');
+    const charge = await stripe.charges.retrieve(pi.latest_charge as string);
+    expect(charge).toMatchObject({ amount: 2000, amount_captured: 2000, captured: true, paid: true });
+    expect(charge.outcome).toMatchObject({ network_status: 'approved_by_network', type: 'authorized' });
+    expect(await events(pi.id)).toEqual(['payment_intent.created', 'payment_intent.succeeded']);
+    const records = acquirer.records().authorizations.filter((a) => a.amount === 2000);
+    expect(records.some((a) => a.captured_amount === 2000)).toBe(true);
+    expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
+  });
+
+  it('manual capture with a partial capture releases the rest; cancel voids an authorization', async () => {
+    const pi = await stripe.paymentIntents.create({
+      amount: 5000,
+      currency: 'usd',
+      payment_method: 'pm_card_mastercard',
+      capture_method: 'manual',
+      confirm: true,
+    });
+    expect(pi.status).toBe('requires_capture');
+    expect(pi.amount_capturable).toBe(5000);
+    const captured = await stripe.paymentIntents.capture(pi.id, { amount_to_capture: 3000 });
+    expect(captured).toMatchObject({ status: 'succeeded', amount_received: 3000, amount_capturable: 0 });
+
+    const other = await stripe.paymentIntents.create({
+      amount: 700,
+      currency: 'eur',
+      payment_method: 'pm_card_visa',
+      capture_method: 'manual',
+      confirm: true,
+    });
+    const canceled = await stripe.paymentIntents.cancel(other.id, {
+      cancellation_reason: 'requested_by_customer',
+    });
+    expect(canceled).toMatchObject({ status: 'canceled', cancellation_reason: 'requested_by_customer' });
+    expect(await events(other.id)).toEqual([
+      'payment_intent.created',
+      'payment_intent.amount_capturable_updated',
+      'payment_intent.canceled',
+    ]);
+    expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
+  });
+
+  it('each decline test card gives a StripeCardError with the right code and decline_code', async () => {
+    const cases: [string, string, string][] = [
+      ['4000000000000002', 'card_declined', 'generic_decline'],
+      ['4000000000009995', 'card_declined', 'insufficient_funds'],
+      ['4000000000000127', 'incorrect_cvc', 'incorrect_cvc'],
+      ['4000000000000119', 'processing_error', 'processing_error'],
+    ];
+    for (const [number, code, decline_code] of cases) {
+      const pm = await stripe.paymentMethods.create({
+        type: 'card',
+        card: { number, exp_month: 12, exp_year: 2034, cvc: '123' },
+      });
+      const err = await stripe.paymentIntents
+        .create({ amount: 1000, currency: 'usd', payment_method: pm.id, confirm: true })
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
+      expect(err).toBeInstanceOf(Stripe.errors.StripeCardError);
+      expect({
+        code: (err as Stripe.errors.StripeCardError).code,
+        decline: (err as Stripe.errors.StripeCardError).decline_code,
+      }).toEqual({
+        code,
+        decline: decline_code,
+      });
+      const intent = (err as Stripe.errors.StripeCardError).payment_intent!;
+      expect(intent.status).toBe('requires_payment_method');
+      expect(intent.last_payment_error?.decline_code).toBe(decline_code);
+    }
+  });
+
+  it('the 3-D Secure card asks for authentication', async () => {
+    const pm = await stripe.paymentMethods.create({
+      type: 'card',
+      card: { number: '4000002500003155', exp_month: 12, exp_year: 2034 },
+    });
+    const pi = await stripe.paymentIntents.create({
+      amount: 1000,
+      currency: 'usd',
+      payment_method: pm.id,
+      confirm: true,
+    });
+    expect(pi.status).toBe('requires_action');
+  });
+
+  it('partial and full refunds up to the captured amount, never beyond', async () => {
+    const pi = await stripe.paymentIntents.create({
+      amount: 10_000,
+      currency: 'usd',
+      payment_method: 'pm_card_visa',
+      confirm: true,
+    });
+    const r1 = await stripe.refunds.create({ payment_intent: pi.id, amount: 2500 });
+    expect(r1).toMatchObject({ status: 'succeeded', amount: 2500 });
+    const tooMuch = await stripe.refunds.create({ payment_intent: pi.id, amount: 8000 }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect((tooMuch as Stripe.errors.StripeError).param).toBe('amount');
+    const rest = await stripe.refunds.create({ payment_intent: pi.id });
+    expect(rest.amount).toBe(7500);
+    const charge = await stripe.charges.retrieve(pi.latest_charge as string);
+    expect(charge).toMatchObject({ amount_refunded: 10_000, refunded: true });
+    const list = await stripe.refunds.list({ payment_intent: pi.id });
+    expect(list.data.map((r) => r.amount)).toEqual([7500, 2500]);
+    expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
+  });
+
+  it('100 concurrent partial refunds never refund more than was captured', async () => {
+    const pi = await stripe.paymentIntents.create({
+      amount: 5000,
+      currency: 'usd',
+      payment_method: 'pm_card_visa',
+      confirm: true,
+    });
+    const results = await Promise.allSettled(
+      Array.from({ length: 100 }, () => stripe.refunds.create({ payment_intent: pi.id, amount: 70 })),
+    );
+    const ok = results.filter((r) => r.status === 'fulfilled').length;
+    expect(ok).toBe(Math.floor(5000 / 70));
+    const { rows } = await t.pool.query(
+      "SELECT coalesce(sum(amount), 0)::int AS refunded FROM refunds WHERE payment_intent_id = $1 AND status = 'succeeded'",
+      [pi.id],
+    );
+    expect(rows[0].refunded).toBe(ok * 70);
+    const auth = acquirer
+      .records()
+      .authorizations.find((a) => a.captured_amount === 5000 && a.refunded_amount === ok * 70);
+    expect(auth).toBeDefined();
+    expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
+  });
+
+  it('idempotent retries and auto-pagination', async () => {
+    const key = `pi-${Date.now()}`;
+    const a = await stripe.paymentIntents.create(
+      { amount: 1234, currency: 'usd', payment_method: 'pm_card_visa', confirm: true },
+      { idempotencyKey: key },
+    );
+    const b = await stripe.paymentIntents.create(
+      { amount: 1234, currency: 'usd', payment_method: 'pm_card_visa', confirm: true },
+      { idempotencyKey: key },
+    );
+    expect(b.id).toBe(a.id);
+    expect(acquirer.records().authorizations.filter((x) => x.amount === 1234)).toHaveLength(1);
+    const ids: string[] = [];
+    for await (const pi of stripe.paymentIntents.list({ limit: 3 })) ids.push(pi.id);
+    const { rows } = await t.pool.query(
+      'SELECT count(*)::int AS n FROM payment_intents WHERE merchant_id = $1',
+      [t.merchant_id],
+    );
+    expect(ids).toHaveLength(rows[0].n);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+});
