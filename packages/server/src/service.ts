@@ -54,6 +54,8 @@ export interface RunningMoneta {
   ledger: Ledger;
   vault: Vault;
   connectors: Connectors;
+  /** Settles acquirer calls of unknown outcome (also run by the `payments_janitor` job). */
+  janitor: Janitor | null;
   /** The acquirers this process reaches, by name and URL. */
   acquirers: { name: string; url: string }[];
   metrics: Metrics;
@@ -228,6 +230,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       ledger,
       vault: running_vault,
       connectors: running_connectors,
+      janitor,
       acquirers: acquirers ?? [],
       metrics,
       jobs,

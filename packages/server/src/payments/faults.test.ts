@@ -1,0 +1,167 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startAcquirer } from '@moneta/acquirer-sim';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { call, startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
+import { verifyLedger } from '../ledger/index.ts';
+
+/**
+ * Faults injected at the acquirer simulator, one operation at a time: errors (not carried
+ * out), timeouts (carried out, answered too late), lost responses (carried out, connection
+ * dropped) and outages. After Moneta and its janitor are done, every intent is in the state
+ * the acquirer's records justify, the acquirer holds at most one authorization and capture
+ * per intent, and the ledger verifies. Time is scaled down by backdating attempts: the
+ * janitor's "old enough to have been in flight" bound is two minutes.
+ */
+let t: TestMoneta;
+let acquirer: Awaited<ReturnType<typeof startAcquirer>>;
+
+beforeAll(async () => {
+  acquirer = await startAcquirer({
+    name: 'acme',
+    port: 0,
+    data_dir: await mkdtemp(path.join(tmpdir(), 'moneta-acq-faults-')),
+  });
+  t = await startTestMoneta({
+    MONETA_ACQUIRERS: `acme=${acquirer.url}`,
+    MONETA_ACQUIRER_TIMEOUT_MS: '500',
+    MONETA_RATE_LIMIT_PER_SECOND: '100000',
+    MONETA_RATE_LIMIT_BURST: '100000',
+  });
+});
+afterAll(async () => {
+  await t?.close();
+  await acquirer?.close();
+});
+beforeEach(() => acquirer.setFaults({}));
+
+type Op = 'authorize' | 'capture' | 'refund';
+const fault = (op: Op, f: Record<string, number>) => acquirer.setFaults({ operations: { [op]: f } });
+
+const pay = (form: string, key?: string) =>
+  call(t.url, 'POST', '/v1/payment_intents', {
+    key: t.secret_key,
+    form,
+    headers: key ? { 'Idempotency-Key': key } : {},
+  });
+
+/** The janitor's turn, after the attempts' in-flight window has passed. */
+async function janitor(): Promise<void> {
+  await t.pool.query(
+    "UPDATE payment_attempts SET created_at = created_at - interval '10 minutes', next_inquiry_at = now() - interval '1 second' WHERE status IN ('started', 'unknown')",
+  );
+  for (let i = 0; i < 3; i += 1) await t.moneta.janitor!.run();
+}
+
+async function intent(id: string) {
+  return (await call(t.url, 'GET', `/v1/payment_intents/${id}`, { key: t.secret_key })).body;
+}
+
+/** Moneta's state agrees with the acquirer's records, and the ledger verifies. */
+async function agree(id: string, amount: number): Promise<void> {
+  const pi = await intent(id);
+  const at_acquirer = acquirer.records().authorizations.filter((a) => a.amount === amount);
+  expect(at_acquirer.length).toBeLessThanOrEqual(1);
+  const auth = at_acquirer[0];
+  if (pi.status === 'succeeded') expect(auth?.captured_amount).toBe(pi.amount_received);
+  if (pi.status === 'requires_capture')
+    expect(auth && auth.status === 'approved' && auth.captured_amount === 0).toBe(true);
+  if (pi.status === 'requires_payment_method') expect(!auth || auth.status !== 'approved').toBe(true);
+  expect(['succeeded', 'requires_capture', 'requires_payment_method']).toContain(pi.status);
+  expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
+}
+
+describe('acquirer faults', () => {
+  it('a lost authorization response is settled at once by inquiry: one authorization, one capture', async () => {
+    fault('authorize', { lost_response_rate: 1 });
+    const res = await pay('amount=3101&currency=usd&payment_method=pm_card_visa&confirm=true');
+    expect(res.body.status).toBe('succeeded');
+    await agree(res.body.id, 3101);
+  });
+
+  it('an authorization that timed out (carried out, answered late) is settled by inquiry', async () => {
+    fault('authorize', { timeout_rate: 1, hang_ms: 2000 });
+    const res = await pay('amount=3102&currency=usd&payment_method=pm_card_visa&confirm=true');
+    expect(res.body.status).toBe('succeeded');
+    await agree(res.body.id, 3102);
+  });
+
+  it('an authorization the acquirer never carried out (5xx) stays unknown until the janitor proves it absent', async () => {
+    fault('authorize', { error_rate: 1 });
+    const res = await pay('amount=3103&currency=usd&payment_method=pm_card_visa&confirm=true');
+    expect(res.body.status).toBe('processing');
+    acquirer.setFaults({});
+    await janitor();
+    const pi = await intent(res.body.id);
+    expect(pi.status).toBe('requires_payment_method');
+    expect(pi.last_payment_error.code).toBe('processing_error');
+    await agree(res.body.id, 3103);
+  });
+
+  it('during an outage the payment waits; the janitor settles it afterwards', async () => {
+    acquirer.setFaults({ outage_until: new Date(Date.now() + 60_000).toISOString() });
+    const res = await pay('amount=3104&currency=usd&payment_method=pm_card_visa&confirm=true');
+    expect(res.body.status).toBe('processing');
+    expect(
+      (await t.pool.query('SELECT status FROM payment_attempts WHERE payment_intent_id = $1', [res.body.id]))
+        .rows,
+    ).toEqual([{ status: 'unknown' }]);
+    acquirer.setFaults({});
+    await janitor();
+    await agree(res.body.id, 3104);
+  });
+
+  it('a capture that failed with a 5xx is captured by the janitor with the same reference', async () => {
+    const res = await pay(
+      'amount=3105&currency=usd&payment_method=pm_card_visa&confirm=true&capture_method=manual',
+    );
+    expect(res.body.status).toBe('requires_capture');
+    fault('capture', { error_rate: 1 });
+    const captured = await call(t.url, 'POST', `/v1/payment_intents/${res.body.id}/capture`, {
+      key: t.secret_key,
+      form: '',
+    });
+    expect(captured.body.status).toBe('requires_capture');
+    acquirer.setFaults({});
+    await janitor();
+    expect((await intent(res.body.id)).status).toBe('succeeded');
+    await agree(res.body.id, 3105);
+  });
+
+  it('lost capture and refund responses are settled by inquiry; refunds never exceed the capture', async () => {
+    const res = await pay(
+      'amount=3106&currency=usd&payment_method=pm_card_visa&confirm=true&capture_method=manual',
+    );
+    fault('capture', { lost_response_rate: 1 });
+    const captured = await call(t.url, 'POST', `/v1/payment_intents/${res.body.id}/capture`, {
+      key: t.secret_key,
+      form: '',
+    });
+    expect(captured.body.status).toBe('succeeded');
+    fault('refund', { lost_response_rate: 1 });
+    const refund = await call(t.url, 'POST', '/v1/refunds', {
+      key: t.secret_key,
+      form: `payment_intent=${res.body.id}&amount=1000`,
+    });
+    expect(refund.body.status).toBe('succeeded');
+    const auth = acquirer.records().authorizations.find((a) => a.amount === 3106)!;
+    expect(auth.refunded_amount).toBe(1000);
+    await agree(res.body.id, 3106);
+  });
+
+  it('an idempotent retry after a lost response gets the same answer and authorizes nothing twice', async () => {
+    fault('authorize', { lost_response_rate: 1 });
+    const first = await pay(
+      'amount=3107&currency=usd&payment_method=pm_card_visa&confirm=true',
+      'retry-after-loss',
+    );
+    acquirer.setFaults({});
+    const again = await pay(
+      'amount=3107&currency=usd&payment_method=pm_card_visa&confirm=true',
+      'retry-after-loss',
+    );
+    expect(again.text).toBe(first.text);
+    await agree(first.body.id, 3107);
+  });
+});
