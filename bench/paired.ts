@@ -24,7 +24,7 @@ export interface PairedBench {
   /** Names the database and the results file (`bench/results/<name>-latest.json`). */
   name: string;
   /** What bench/server.ts serves on the Moneta side (`customers` or `payment_methods`). */
-  moneta_endpoint: 'customers' | 'payment_methods';
+  moneta_endpoint: 'customers' | 'payment_methods' | 'payment_intents';
   /** The Moneta request: body and its content type; every request gets a new Idempotency-Key. */
   body: string;
   content_type: string;

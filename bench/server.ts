@@ -12,6 +12,7 @@ import path from 'node:path';
 import Fastify from 'fastify';
 import pino from 'pino';
 import { loadConfig } from '../packages/server/src/config/index.ts';
+import { startSimulators } from '../packages/server/src/connectors/simulators.ts';
 import { createPool } from '../packages/server/src/db/pool.ts';
 import { createMerchant } from '../packages/server/src/merchants/index.ts';
 import { createLogger } from '../packages/server/src/ops/logger.ts';
@@ -21,9 +22,9 @@ const [mode, db_url, endpoint = 'customers'] = process.argv.slice(2);
 if (
   (mode !== 'bare' && mode !== 'moneta') ||
   !db_url ||
-  !['customers', 'payment_methods'].includes(endpoint)
+  !['customers', 'payment_methods', 'payment_intents'].includes(endpoint)
 ) {
-  console.error('usage: server.ts bare|moneta DATABASE_URL [customers|payment_methods]');
+  console.error('usage: server.ts bare|moneta DATABASE_URL [customers|payment_methods|payment_intents]');
   process.exit(2);
 }
 const POOL_MAX = 20;
@@ -49,10 +50,17 @@ if (mode === 'bare') {
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   console.log(`READY ${url}/bare none`);
 } else {
+  const scratch = mkdtempSync(path.join(tmpdir(), 'moneta-bench-'));
+  // Payments need an acquirer: one simulator in its own process, on this machine.
+  const simulators =
+    endpoint === 'payment_intents'
+      ? await startSimulators(['acme'], scratch, 'sim_test_key', createLogger('warn'))
+      : null;
   const config = loadConfig(
     {},
     {
       DATABASE_URL: db_url,
+      ...(simulators ? { MONETA_ACQUIRERS: `acme=${simulators.acquirers[0]!.url}` } : {}),
       PORT: '0',
       MONETA_ROLE: 'api',
       MONETA_DEMO_MERCHANT: 'false',
@@ -60,7 +68,7 @@ if (mode === 'bare') {
       MONETA_RATE_LIMIT_PER_SECOND: '10000000',
       MONETA_RATE_LIMIT_BURST: '10000000',
       // A throwaway keyring, never the repository's ./data.
-      MONETA_KEK_FILE: path.join(mkdtempSync(path.join(tmpdir(), 'moneta-bench-keys-')), 'keyring.json'),
+      MONETA_KEK_FILE: path.join(scratch, 'keys', 'keyring.json'),
     },
   );
   const log = createLogger(

@@ -477,9 +477,6 @@ export async function recordAuthorizationAnswer(
       writes: [eventInsert(ctx.scope, 'payment_intent.payment_failed', serializeIntent(failed))],
     };
   }
-  const ledger = await ledgerWrites(deps, tx, [
-    authorizationTransfer(intent.id, accountsOf(ctx.scope, intent), Number(intent.amount)),
-  ]);
   const manual = intent.capture_method === 'manual';
   const authorized = await updateIntent(tx, intent.id, {
     status: manual ? 'requires_capture' : 'processing',
@@ -487,7 +484,15 @@ export async function recordAuthorizationAnswer(
     latest_charge: charge.id,
     amount_capturable: intent.amount,
   });
-  if (manual) {
+  const attempt_id = manual
+    ? null
+    : await insertAttempt(tx, ctx.scope, authorized, 'capture', Number(intent.amount));
+  // Last before the commit: the ledger locks the payment's accounts (hot ones among them),
+  // and every statement after the lock would hold up every other payment.
+  const ledger = await ledgerWrites(deps, tx, [
+    authorizationTransfer(intent.id, accountsOf(ctx.scope, intent), Number(intent.amount)),
+  ]);
+  if (attempt_id === null) {
     return {
       ...jsonResponse(200, serializeIntent(authorized)),
       writes: [
@@ -496,7 +501,6 @@ export async function recordAuthorizationAnswer(
       ],
     };
   }
-  const attempt_id = await insertAttempt(tx, ctx.scope, authorized, 'capture', Number(intent.amount));
   return { recovery_point: 'capture', state: { attempt_id, amount: Number(intent.amount) }, writes: ledger };
 }
 
@@ -538,17 +542,18 @@ export async function recordCaptured(
   assert(captured > 0 && captured <= Number(intent.amount), 'the acquirer captured within the authorization');
   await resolveAttempt(tx, s.attempt_id, 'succeeded', { captured });
   const fee = captureFee(captured);
-  const ledger = await ledgerWrites(
-    deps,
-    tx,
-    captureTransfers(intent.id, accountsOf(scope as RequestScope, intent), captured, fee),
-  );
   const charge = await updateCharge(tx, intent.latest_charge!, { amount_captured: captured, captured: true });
   const succeeded = await updateIntent(tx, intent.id, {
     status: 'succeeded',
     amount_received: captured,
     amount_capturable: 0,
   });
+  // Last: see recordAuthorizationAnswer.
+  const ledger = await ledgerWrites(
+    deps,
+    tx,
+    captureTransfers(intent.id, accountsOf(scope as RequestScope, intent), captured, fee),
+  );
   return {
     ...jsonResponse(200, serializeIntent(succeeded)),
     writes: [
@@ -876,11 +881,11 @@ export async function recordRefund(
       credit_account_id: a.merchant_pending,
     });
   }
-  const ledger = await ledgerWrites(deps, tx, transfers);
   const updatedCharge = await updateCharge(tx, charge.id, { amount_refunded: after });
   const { rows } = await tx.query(`UPDATE refunds SET status = 'succeeded' WHERE id = $1 RETURNING *`, [
     s.refund_id,
   ]);
+  const ledger = await ledgerWrites(deps, tx, transfers); // last: see recordAuthorizationAnswer
   return {
     ...jsonResponse(200, serializeRefund(rows[0])),
     writes: [
