@@ -165,3 +165,74 @@ describe('acquirer faults', () => {
     await agree(first.body.id, 3107);
   });
 });
+
+describe('random faults', () => {
+  it('many payments under random faults end as the acquirer recorded them, item by item', async () => {
+    const rate = 0.2;
+    const each = { error_rate: rate / 2, timeout_rate: rate / 2, lost_response_rate: rate, hang_ms: 1500 };
+    acquirer.setFaults({ operations: { authorize: each, capture: each, refund: each } });
+    const ids: string[] = [];
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, worker) => {
+        for (let i = 0; i < 10; i += 1) {
+          const amount = 5000 + worker * 100 + i;
+          const manual = i % 3 === 0;
+          const res = await pay(
+            `amount=${amount}&currency=usd&payment_method=pm_card_visa&confirm=true${manual ? '&capture_method=manual' : ''}`,
+            `random-${worker}-${i}`,
+          );
+          if (!res.body.id) continue;
+          ids.push(res.body.id);
+          if (manual && res.body.status === 'requires_capture') {
+            await call(t.url, 'POST', `/v1/payment_intents/${res.body.id}/capture`, {
+              key: t.secret_key,
+              form: '',
+            });
+          }
+          if (i % 2 === 0) {
+            await call(t.url, 'POST', '/v1/refunds', {
+              key: t.secret_key,
+              form: `payment_intent=${res.body.id}&amount=1000`,
+            });
+          }
+        }
+      }),
+    );
+    acquirer.setFaults({});
+    await janitor();
+    await janitor();
+    expect(ids.length).toBeGreaterThan(30);
+    const byReference = new Map<
+      string,
+      { captured_amount: number; refunded_amount: number; status: string }
+    >();
+    for (const a of acquirer.records().authorizations) byReference.set(a.reference, a);
+    for (const id of ids) {
+      const pi = await intent(id);
+      const { rows: attempts } = await t.pool.query(
+        "SELECT id, status FROM payment_attempts WHERE payment_intent_id = $1 AND kind = 'authorize'",
+        [id],
+      );
+      const approved = attempts.map((a) => byReference.get(a.id)).filter((a) => a?.status === 'approved');
+      // One approved authorization at most per intent, and Moneta's amounts are the acquirer's.
+      expect(approved.length, id).toBeLessThanOrEqual(1);
+      const auth = approved[0];
+      const { rows } = await t.pool.query(
+        "SELECT coalesce(sum(amount), 0)::int AS refunded FROM refunds WHERE payment_intent_id = $1 AND status = 'succeeded'",
+        [id],
+      );
+      if (pi.status === 'succeeded') {
+        expect(auth?.captured_amount, id).toBe(pi.amount_received);
+        expect(auth?.refunded_amount, id).toBe(rows[0].refunded);
+      } else {
+        expect(['requires_capture', 'requires_payment_method'], `${id} ${pi.status}`).toContain(pi.status);
+        expect(auth?.captured_amount ?? 0, id).toBe(0);
+      }
+    }
+    const unresolved = await t.pool.query(
+      "SELECT count(*)::int AS n FROM payment_attempts WHERE status IN ('started', 'unknown')",
+    );
+    expect(unresolved.rows[0].n).toBe(0);
+    expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
+  });
+});
