@@ -9,6 +9,9 @@ export function startBanner(moneta: RunningMoneta, took_ms: number): string {
       ? `Database: embedded PostgreSQL, data in ${moneta.config.data_dir}`
       : 'Database: DATABASE_URL',
     `Health: ${moneta.url}/readyz   Metrics: ${moneta.url}/metrics`,
+    moneta.acquirers.length > 0
+      ? `Acquirers: ${moneta.acquirers.map((a) => `${a.name} ${a.url}`).join(', ')}`
+      : 'Acquirers: none (set MONETA_ACQUIRERS to take payments)',
   ];
   if (moneta.demo) {
     const { merchant, test } = moneta.demo;
@@ -20,6 +23,7 @@ export function startBanner(moneta: RunningMoneta, took_ms: number): string {
       '',
       'Try it:',
       `  curl ${moneta.url}/v1/customers -u ${test.secret_key}: -d email=jenny@example.com -d "metadata[order]=42"`,
+      `  curl ${moneta.url}/v1/payment_intents -u ${test.secret_key}: -d amount=2000 -d currency=usd -d payment_method=pm_card_visa -d confirm=true`,
     );
   }
   lines.push('', 'Stop with Ctrl-C (graceful shutdown).', '');

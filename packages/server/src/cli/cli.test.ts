@@ -109,6 +109,14 @@ describe('moneta start with embedded PostgreSQL', () => {
     });
     expect(res.status).toBe(200);
     customerId = ((await res.json()) as { id: string }).id;
+    // The banner's payment example goes through the simulators `moneta start` runs beside itself.
+    expect(s.banner).toMatch(/Acquirers: acme http:\/\/127\.0\.0\.1:\d+, globex http/);
+    expect(s.banner).toContain(`curl ${s.url}/v1/payment_intents -u ${s.secret_key}:`);
+    const paid = await call(s.url, 'POST', '/v1/payment_intents', {
+      key: demoKey,
+      form: 'amount=2000&currency=usd&payment_method=pm_card_visa&confirm=true',
+    });
+    expect([paid.status, paid.body.status]).toEqual([200, 'succeeded']);
     expect((await fetch(`${s.url}/readyz`)).status).toBe(200);
     const pgPid = postmasterPid(dataDir)!;
     expect(alive(pgPid)).toBe(true);
