@@ -27,9 +27,30 @@ export const CODES = {
   refund: 4,
 } as const;
 
+/**
+ * Each payment account is split into shards, and a payment books all its steps on the shard
+ * its intent id picks: the acquirer's receivable, a merchant's pending balance and the fee
+ * account are touched by every payment, and one row each would make payments book one at a
+ * time (each holds the rows' locks for its booking transaction). With shards, concurrent
+ * payments mostly lock different rows. A refund lands on the shard its payment credited, so
+ * each shard's `debits_must_not_exceed_credits` still covers it. A logical account's balance
+ * is the sum of its shards: they share `user_data_128` (the logical id) and number themselves
+ * in `user_data_32`.
+ */
+export const SHARDS = 32;
+
+export function shardOf(intent_id: string): number {
+  let h = 0;
+  for (let i = 0; i < intent_id.length; i += 1) h = (h * 31 + intent_id.charCodeAt(i)) >>> 0;
+  return h % SHARDS;
+}
+
 export interface PaymentAccounts {
   ledger: number;
   livemode: boolean;
+  shard: number;
+  /** The logical accounts (user_data_128 of their shards). */
+  logical: { receivable: string; merchant_pending: string; fees: string };
   receivable: string;
   merchant_pending: string;
   fees: string;
@@ -40,16 +61,26 @@ export function paymentAccounts(
   acquirer: string,
   currency: string,
   livemode: boolean,
+  intent_id: string,
 ): PaymentAccounts {
   const entry = CURRENCIES[currency];
   assert(entry, 'the currency was validated');
   const mode = livemode ? 'live' : 'test';
-  return {
-    ledger: entry.ledger,
-    livemode,
+  const shard = shardOf(intent_id);
+  const logical = {
     receivable: v5(`account:${CODES.acquirer_receivable}:${acquirer}:${currency}:${mode}`, NAMESPACE),
     merchant_pending: v5(`account:${CODES.merchant_pending}:${merchant_id}:${currency}:${mode}`, NAMESPACE),
     fees: v5(`account:${CODES.fees_revenue}:platform:${currency}:${mode}`, NAMESPACE),
+  };
+  const sharded = (id: string) => v5(`${id}:shard:${shard}`, NAMESPACE);
+  return {
+    ledger: entry.ledger,
+    livemode,
+    shard,
+    logical,
+    receivable: sharded(logical.receivable),
+    merchant_pending: sharded(logical.merchant_pending),
+    fees: sharded(logical.fees),
   };
 }
 
@@ -65,24 +96,25 @@ const MAX_ENSURED = 100_000;
 export async function ensureAccounts(ledger: Ledger, a: PaymentAccounts): Promise<void> {
   const livemode = a.livemode;
   if (ensured.has(a.merchant_pending) && ensured.has(a.receivable)) return;
-  const account = (id: string, code: number, flags: number): AccountInput => ({
+  const account = (id: string, logical: string, code: number, flags: number): AccountInput => ({
     id,
     livemode,
     ledger: a.ledger,
     code,
     flags,
-    user_data_128: null,
+    user_data_128: logical,
     user_data_64: null,
-    user_data_32: null,
+    user_data_32: a.shard,
   });
   const results = await ledger.createAccounts([
-    account(a.receivable, CODES.acquirer_receivable, 0),
+    account(a.receivable, a.logical.receivable, CODES.acquirer_receivable, 0),
     account(
       a.merchant_pending,
+      a.logical.merchant_pending,
       CODES.merchant_pending,
       AccountFlags.debits_must_not_exceed_credits | AccountFlags.history,
     ),
-    account(a.fees, CODES.fees_revenue, 0),
+    account(a.fees, a.logical.fees, CODES.fees_revenue, 0),
   ]);
   assert(
     results.every((r) => r === 'ok' || r === 'exists'),

@@ -113,7 +113,7 @@ export function accountsOf(
   intent: IntentRow,
 ): PaymentAccounts {
   assert(intent.acquirer, 'an intent that reached its acquirer names it');
-  return paymentAccounts(scope.merchant_id, intent.acquirer, intent.currency, scope.livemode);
+  return paymentAccounts(scope.merchant_id, intent.acquirer, intent.currency, scope.livemode, intent.id);
 }
 
 /**
