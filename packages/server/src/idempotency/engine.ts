@@ -65,6 +65,8 @@ class Run<P> implements PhaseContext<P> {
   recovery_point: string;
   state: Record<string, unknown>;
   response: StoredResponse | null = null;
+  /** This execution's answer when the request stays unfinished (see PhaseOutcome.provisional). */
+  provisional: StoredResponse | null = null;
 
   constructor(
     private readonly engine: IdempotencyEngine,
@@ -89,6 +91,7 @@ class Run<P> implements PhaseContext<P> {
       assert(outcome.recovery_point !== STARTED, 'a phase moves the recovery point forward');
       this.recovery_point = outcome.recovery_point;
       this.state = { ...this.state, ...outcome.state };
+      this.provisional = outcome.provisional ?? null;
     }
   }
 }
@@ -156,13 +159,18 @@ export class IdempotencyEngine {
     try {
       for (let steps = 0; steps < MAX_STEPS_PER_EXECUTION; steps += 1) {
         if (run.response) return run.response;
+        if (run.provisional) return run.provisional;
         const step = run.operation.steps[run.recovery_point];
         assert(step, `operation ${run.operation.name} has a step for recovery point '${run.recovery_point}'`);
         const before = run.recovery_point;
         await step(run);
-        assert(run.response || run.recovery_point !== before, `step '${before}' advanced the recovery point`);
+        assert(
+          run.response || run.provisional || run.recovery_point !== before,
+          `step '${before}' advanced the recovery point`,
+        );
       }
       if (run.response) return run.response;
+      if (run.provisional) return run.provisional;
       throw new Error(
         `operation ${run.operation.name} did not finish within ${MAX_STEPS_PER_EXECUTION} steps`,
       );
@@ -248,7 +256,8 @@ export class IdempotencyEngine {
           request_params, request_id, api_key_id, locked_at, locked_by, recovery_point, phase_state,
           response_status, response_body, completed_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-               CASE WHEN $15::int IS NULL THEN now() END, CASE WHEN $15::int IS NULL THEN $11::uuid END,
+               CASE WHEN $15::int IS NULL AND NOT $16::boolean THEN now() END,
+               CASE WHEN $15::int IS NULL AND NOT $16::boolean THEN $11::uuid END,
                $12, $13, $15, $14, CASE WHEN $15::int IS NULL THEN NULL ELSE now() END)`,
       values: [
         run.scope.merchant_id,
@@ -268,6 +277,7 @@ export class IdempotencyEngine {
         JSON.stringify(finished ? run.state : { ...run.state, ...outcome.state }),
         finished ? outcome.response.body : null,
         finished ? outcome.response.status : null,
+        !finished && outcome.provisional !== undefined,
       ],
     };
   }
@@ -290,8 +300,8 @@ export class IdempotencyEngine {
             SET recovery_point = $5,
                 phase_state = phase_state || $6::jsonb,
                 response_status = $7, response_body = $8,
-                locked_at = CASE WHEN $7::int IS NULL THEN now() END,
-                locked_by = CASE WHEN $7::int IS NULL THEN locked_by END,
+                locked_at = CASE WHEN $7::int IS NULL AND NOT $10::boolean THEN now() END,
+                locked_by = CASE WHEN $7::int IS NULL AND NOT $10::boolean THEN locked_by END,
                 completed_at = CASE WHEN $7::int IS NULL THEN NULL ELSE now() END,
                 last_run_at = now()
           WHERE merchant_id = $1 AND livemode = $2 AND idempotency_key = $3 AND locked_by = $4
@@ -307,6 +317,7 @@ export class IdempotencyEngine {
         finished ? outcome.response.status : null,
         finished ? outcome.response.body : null,
         LOCK_LOST_SQLSTATE,
+        !finished && outcome.provisional !== undefined,
       ],
     };
   }

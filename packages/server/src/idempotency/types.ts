@@ -21,7 +21,18 @@ export interface StoredResponse {
  * A phase that only inserts rows it built itself costs one round trip in all.
  */
 export type PhaseOutcome =
-  | { recovery_point: string; state?: Record<string, unknown>; writes?: readonly Statement[] }
+  | {
+      recovery_point: string;
+      state?: Record<string, unknown>;
+      writes?: readonly Statement[];
+      /**
+       * Answer this execution with `provisional` and stop here, without storing it: the
+       * request stays unfinished at `recovery_point` with its lock released, so a retry with
+       * the same key (or the completer) resumes it and may reach the final answer. For
+       * outcomes that only a later inquiry can settle (a payment whose answer was lost).
+       */
+      provisional?: StoredResponse;
+    }
   | { response: StoredResponse; writes?: readonly Statement[] };
 
 export interface PhaseContext<P> {

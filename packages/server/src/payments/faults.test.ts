@@ -89,13 +89,23 @@ describe('acquirer faults', () => {
 
   it('an authorization the acquirer never carried out (5xx) stays unknown until the janitor proves it absent', async () => {
     fault('authorize', { error_rate: 1 });
-    const res = await pay('amount=3103&currency=usd&payment_method=pm_card_visa&confirm=true');
+    const form = 'amount=3103&currency=usd&payment_method=pm_card_visa&confirm=true';
+    const res = await pay(form, 'unknown-then-settled');
     expect(res.body.status).toBe('processing');
+    // A retry meanwhile asks the acquirer again; still unknown, it answers processing again
+    // and stores nothing.
+    const during = await pay(form, 'unknown-then-settled');
+    expect([during.status, during.body.status]).toEqual([200, 'processing']);
     acquirer.setFaults({});
     await janitor();
     const pi = await intent(res.body.id);
     expect(pi.status).toBe('requires_payment_method');
     expect(pi.last_payment_error.code).toBe('processing_error');
+    // After the janitor, the retry gets the final answer, and every later retry the same bytes.
+    const after = await pay(form, 'unknown-then-settled');
+    expect(after.status).toBe(402);
+    expect(after.body.error.payment_intent.status).toBe('requires_payment_method');
+    expect((await pay(form, 'unknown-then-settled')).text).toBe(after.text);
     await agree(res.body.id, 3103);
   });
 
@@ -122,7 +132,7 @@ describe('acquirer faults', () => {
       key: t.secret_key,
       form: '',
     });
-    expect(captured.body.status).toBe('requires_capture');
+    expect(captured.body.status).toBe('processing');
     acquirer.setFaults({});
     await janitor();
     expect((await intent(res.body.id)).status).toBe('succeeded');

@@ -333,15 +333,66 @@ function confirmationSteps(deps: PaymentDeps): IdempotentOperation<unknown>['ste
       );
       await ctx.atomicPhase((tx) => recordCapture(deps, ctx, tx, s, result));
     },
+
+    // A retry (or the completer) of a request whose acquirer answer was not known.
+    settle_authorization: async (ctx) => {
+      const s = ctx.state as unknown as AuthorizeState;
+      const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
+      const connector = deps.connectors.get(intent.acquirer!);
+      assert(connector, 'an intent in flight names a configured acquirer');
+      const result = await inquireAttempt(connector, s.attempt_id, (inquiry) => inquiry.transaction);
+      await ctx.atomicPhase((tx) => recordAuthorization(deps, ctx, tx, s, result));
+    },
+
+    settle_capture: async (ctx) => {
+      const s = ctx.state as unknown as CaptureState;
+      const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
+      const connector = deps.connectors.get(intent.acquirer!);
+      assert(connector, 'an intent in flight names a configured acquirer');
+      const result = await inquireAttempt(connector, s.attempt_id, (inquiry) =>
+        inquiry.transaction.captured_amount > 0 ? inquiry.transaction : null,
+      );
+      await ctx.atomicPhase((tx) => recordCapture(deps, ctx, tx, s, result));
+    },
   };
 }
 
-/** What a request answers when the janitor recorded its attempt's outcome first. */
-function settledResponse(intent: IntentRow): PhaseOutcome {
+/**
+ * What a request answers when its attempt was settled already (by the janitor). An intent
+ * still `processing` (the janitor settled the authorization; the capture it owes is due) is
+ * not a final answer: the request stays open at `settle_point`.
+ */
+function settledResponse(intent: IntentRow, settle_point: string): PhaseOutcome {
   if (intent.status === 'requires_payment_method' && intent.last_payment_error) {
     return declineResponse(intent, intent.last_payment_error);
   }
+  if (intent.status === 'processing') return waitForSettlement(intent, settle_point);
   return jsonResponse(200, serializeIntent(intent));
+}
+
+/**
+ * The acquirer's answer is not known yet: answer `processing` now, store nothing, and leave
+ * the request open at `settle_point`, so a retry with the same key (or the completer) asks
+ * again and ends with the final answer, the same one every later retry gets.
+ */
+function waitForSettlement(intent: IntentRow, settle_point: string): PhaseOutcome {
+  return { recovery_point: settle_point, provisional: jsonResponse(200, serializeIntent(intent)).response };
+}
+
+/** What an inquiry says of an attempt: its answer, or still unknown. */
+async function inquireAttempt<T>(
+  connector: Connector,
+  reference: string,
+  pick: (inquiry: Inquiry) => T | null,
+): Promise<CallResult<T>> {
+  try {
+    const inquiry = await connector.inquire(reference);
+    const answer = inquiry ? pick(inquiry) : null;
+    if (answer !== null) return { answer };
+  } catch (err) {
+    if (!(err instanceof ConnectorError)) throw err;
+  }
+  return { unknown: new ConnectorError('unknown', connector.name, 'outcome not known yet') };
 }
 
 async function merchantAcquirer(tx: Tx, merchant_id: string): Promise<string> {
@@ -393,10 +444,10 @@ async function recordAuthorization(
   result: CallResult<AcquirerTransaction>,
 ): Promise<PhaseOutcome> {
   const intent = await requireIntent(tx, ctx.scope, s.intent_id, true);
-  if (await attemptSettled(tx, s.attempt_id)) return settledResponse(intent);
+  if (await attemptSettled(tx, s.attempt_id)) return settledResponse(intent, 'settle_authorization');
   if ('unknown' in result) {
     await resolveAttempt(tx, s.attempt_id, 'unknown', { error: result.unknown.message });
-    return jsonResponse(200, serializeIntent(intent));
+    return waitForSettlement(intent, 'settle_authorization');
   }
   if ('failed' in result) {
     await resolveAttempt(tx, s.attempt_id, 'failed', { error: result.failed.message });
@@ -512,15 +563,18 @@ async function recordCapture(
   result: CallResult<AcquirerTransaction>,
 ): Promise<PhaseOutcome> {
   const intent = await requireIntent(tx, ctx.scope, s.intent_id, true);
-  if (await attemptSettled(tx, s.attempt_id)) return settledResponse(intent);
+  if (await attemptSettled(tx, s.attempt_id)) return settledResponse(intent, 'settle_capture');
   if ('unknown' in result || 'failed' in result) {
     const failure = 'unknown' in result ? result.unknown : result.failed;
     await resolveAttempt(tx, s.attempt_id, 'unknown' in result ? 'unknown' : 'failed', {
       error: failure.message,
     });
-    // Still authorized: a capture can be tried again (the janitor settles an unknown one).
-    const waiting = await updateIntent(tx, intent.id, { status: 'requires_capture' });
-    if ('unknown' in result) return jsonResponse(200, serializeIntent(waiting));
+    // Unknown: processing until an inquiry (this request's retry, or the janitor) settles it.
+    // Refused: still authorized, so the capture can be tried again.
+    const waiting = await updateIntent(tx, intent.id, {
+      status: 'unknown' in result ? 'processing' : 'requires_capture',
+    });
+    if ('unknown' in result) return waitForSettlement(waiting, 'settle_capture');
     throw new MonetaError(
       502,
       'api_error',
@@ -660,6 +714,7 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
           return { recovery_point: 'capture', state: { intent_id: intent.id, attempt_id, amount } };
         }),
       capture: steps.capture!,
+      settle_capture: steps.settle_capture!,
     },
   } as PaymentOperations['capture'];
 
@@ -692,7 +747,7 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
         );
         await ctx.atomicPhase(async (tx) => {
           const locked = await requireIntent(tx, ctx.scope, s.intent_id, true);
-          if (await attemptSettled(tx, s.attempt_id)) return settledResponse(locked);
+          if (await attemptSettled(tx, s.attempt_id)) return settledResponse(locked, 'void');
           if (!('answer' in result)) {
             await resolveAttempt(tx, s.attempt_id, 'unknown' in result ? 'unknown' : 'failed', {});
             throw new MonetaError(
@@ -826,6 +881,16 @@ function makeRefundOperation(deps: PaymentDeps): IdempotentOperation<RefundInput
         );
         await ctx.atomicPhase((tx) => recordRefund(deps, ctx.scope, tx, s, result));
       },
+      settle_refund: async (ctx) => {
+        const s = ctx.state as { intent_id: string; attempt_id: string; refund_id: string; amount: number };
+        const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
+        const connector = deps.connectors.get(intent.acquirer!);
+        assert(connector, 'an intent in flight names a configured acquirer');
+        const result = await inquireAttempt(connector, s.attempt_id, (inquiry) =>
+          inquiry.kind === 'refund' ? inquiry.refund : null,
+        );
+        await ctx.atomicPhase((tx) => recordRefund(deps, ctx.scope, tx, s, result));
+      },
     },
   };
 }
@@ -849,7 +914,8 @@ export async function recordRefund(
   }
   if ('unknown' in result || ('answer' in result && result.answer === null)) {
     await resolveAttempt(tx, s.attempt_id, 'unknown', {});
-    return jsonResponse(200, serializeRefund(await loadRefund(tx, s.refund_id)));
+    const pending = jsonResponse(200, serializeRefund(await loadRefund(tx, s.refund_id))).response;
+    return { recovery_point: 'settle_refund', provisional: pending };
   }
   if ('failed' in result) {
     await resolveAttempt(tx, s.attempt_id, 'failed', { error: result.failed.message });
