@@ -212,9 +212,24 @@ async function resolvePaymentMethod(
   if (shortcut && !scope.livemode) {
     const card = checkCard(shortcut);
     const sealed = await deps.vault.sealCard(scope, card);
-    const { insert } = newPaymentMethod(scope, { card }, sealed);
-    for (const w of [...sealed.writes, insert]) await tx.query(w);
-    return { ...(await loadPaymentMethod(tx, scope, String(insert.values[0]))) };
+    const { row, insert } = newPaymentMethod(scope, { card }, sealed);
+    // One statement (the card, its CVC, the payment method), in this transaction.
+    await tx.query(combineWrites([...sealed.writes, insert]));
+    return {
+      id: row.id,
+      card_id: sealed.card_id,
+      exp_month: row.card_exp_month,
+      exp_year: row.card_exp_year,
+      card: {
+        brand: row.card_brand,
+        country: row.card_country,
+        exp_month: row.card_exp_month,
+        exp_year: row.card_exp_year,
+        fingerprint: row.card_fingerprint,
+        funding: row.card_funding,
+        last4: row.card_last4,
+      },
+    };
   }
   return loadPaymentMethod(tx, scope, pm_id);
 }
