@@ -96,14 +96,18 @@ export class Tx implements Queryable {
   query(textOrStatement: string | Statement, values?: unknown[]): Promise<QueryResult> {
     assert(this.state === 'open', 'no statement after the transaction ended');
     this.used = true;
+    const statement =
+      typeof textOrStatement !== 'string'
+        ? textOrStatement
+        : values === undefined
+          ? null
+          : preparedStatement(textOrStatement, values);
     // Queries queued before the connection arrives are sent in the order they were made:
     // every one waits on the same promise, whose callbacks run in registration order.
     return this.connection().then((client) =>
       this.send(client, () =>
         this.submit(client, () =>
-          typeof textOrStatement === 'string'
-            ? client.query(textOrStatement, values)
-            : client.query(textOrStatement),
+          statement === null ? client.query(textOrStatement as string) : client.query(statement),
         ),
       ),
     );
@@ -214,6 +218,24 @@ export class Tx implements Queryable {
       socket.uncork();
     }
   }
+}
+
+/** Names of statements run with parameters inside transactions, by text; bounded, never evicted. */
+const prepared_names = new Map<string, string>();
+const MAX_PREPARED = 1_000;
+
+/**
+ * A statement with parameters, named so each connection parses and plans it once (a generic
+ * plan, see createPool) instead of on every run: the payment flows run some thirty of them
+ * per payment. Past MAX_PREPARED distinct texts, statements run unnamed.
+ */
+function preparedStatement(text: string, values: unknown[]): Statement {
+  let name = prepared_names.get(text);
+  if (name === undefined && prepared_names.size < MAX_PREPARED) {
+    name = `moneta_tx_${prepared_names.size}`;
+    prepared_names.set(text, name);
+  }
+  return name === undefined ? { text, values } : { name, text, values };
 }
 
 /** The autocommit lanes of each pool that has them (see createPool). */
