@@ -12,6 +12,7 @@ import { createMerchant } from '../merchants/index.ts';
 let t: TestMoneta;
 let existingId: string;
 let existingPm: string;
+let existingPi: string;
 let platformKey: string;
 const accountId = ledgerId();
 
@@ -29,6 +30,12 @@ beforeAll(async () => {
     body: 'type=card&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2034',
   });
   existingPm = ((await pm.json()) as { id: string }).id;
+  const pi = await fetch(`${t.url}/v1/payment_intents`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${t.secret_key}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'amount=1500&currency=usd',
+  });
+  existingPi = ((await pi.json()) as { id: string }).id;
   platformKey = (await createMerchant(t.pool, { name: 'Fuzz platform', is_platform: true })).test.secret_key;
   await fetch(`${t.url}/v1/ledger/accounts`, {
     method: 'POST',
@@ -49,6 +56,11 @@ async function snapshot(withKeys: boolean): Promise<string> {
     'vault_cvcs',
     'payment_methods',
     'audit_log',
+    'payment_intents',
+    'payment_attempts',
+    'charges',
+    'refunds',
+    'events',
     ...(withKeys ? ['idempotency_keys'] : []),
   ];
   const parts = [];
@@ -109,6 +121,14 @@ const paramName = fc.oneof(
     'cvc',
     'customer',
     'billing_details',
+    'currency',
+    'payment_method',
+    'confirm',
+    'capture_method',
+    'amount_to_capture',
+    'cancellation_reason',
+    'payment_intent',
+    'reason',
   ),
   fc.string({ maxLength: 12 }),
 );
@@ -147,7 +167,13 @@ const path = fc.oneof(
     '/v1/payment_methods',
     '/v1/payment_methods/pm_card_visa/attach',
     '/v1/payment_methods/pm_x/detach',
+    '/v1/payment_intents',
+    '/v1/refunds',
+    '/v1/payment_intents/pi_x/capture',
   ),
+  fc
+    .constantFrom('', '/confirm', '/capture', '/cancel')
+    .map((action) => `/v1/payment_intents/${existingPi}${action}`),
   fc.constant('EXISTING').map(() => `/v1/customers/${existingId}/payment_methods`),
   fc.constant('EXISTING').map(() => `/v1/payment_methods/${existingPm}`),
   fc.constantFrom('attach', 'detach').map((action) => `/v1/payment_methods/${existingPm}/${action}`),
