@@ -1,3 +1,4 @@
+import { invalidRequest } from '../lib/errors.ts';
 import { MAX_LIST_LIMIT } from '../lib/list.ts';
 import { METADATA_MAX_KEYS, METADATA_MAX_VALUE_LENGTH } from '../lib/metadata.ts';
 
@@ -55,3 +56,19 @@ export const noQuery = {
   properties: { expand: expandSchema },
   additionalProperties: false,
 } as const;
+
+/** The fields of a postal address (customers, billing details). */
+export const addressProperties = {
+  city: str(200),
+  country: str(200),
+  line1: str(200),
+  line2: str(200),
+  postal_code: str(200),
+  state: str(200),
+} as const;
+
+/** Nothing is expandable yet; say so instead of silently ignoring `expand[]`. */
+export function rejectExpand(expand: string[] | undefined): void {
+  const first = expand?.[0];
+  if (first !== undefined) throw invalidRequest(`This property cannot be expanded (${first}).`, 'expand[0]');
+}

@@ -215,42 +215,31 @@ async function resolvePaymentMethod(
     const { row, insert } = newPaymentMethod(scope, { card }, sealed);
     // One statement (the card, its CVC, the payment method), in this transaction.
     await tx.query(combineWrites([...sealed.writes, insert]));
-    return {
-      id: row.id,
-      card_id: sealed.card_id,
-      exp_month: row.card_exp_month,
-      exp_year: row.card_exp_year,
-      card: {
-        brand: row.card_brand,
-        country: row.card_country,
-        exp_month: row.card_exp_month,
-        exp_year: row.card_exp_year,
-        fingerprint: row.card_fingerprint,
-        funding: row.card_funding,
-        last4: row.card_last4,
-      },
-    };
+    return chargeable(row);
   }
   return loadPaymentMethod(tx, scope, pm_id);
 }
 
-async function loadPaymentMethod(tx: Tx, scope: RequestScope, id: string) {
-  const { rows } = await tx.query(
-    `SELECT id, vault_card_id, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, card_funding,
-            card_country
-       FROM payment_methods WHERE id = $1 AND merchant_id = $2 AND livemode = $3`,
-    [id, scope.merchant_id, scope.livemode],
-  );
-  const pm = rows[0];
-  if (!pm) throw resourceMissing('payment_method', id, 'payment_method');
+/** A payment method as an authorization needs it: its vault card and what the charge shows. */
+function chargeable(pm: {
+  id: string;
+  vault_card_id: string | null;
+  card_brand: string;
+  card_country: string | null;
+  card_exp_month: number;
+  card_exp_year: number;
+  card_fingerprint: string;
+  card_funding: string;
+  card_last4: string;
+}): AuthorizeState['pm'] {
   if (!pm.vault_card_id) {
     throw invalidRequest('This PaymentMethod can no longer be used: its card was deleted.', 'payment_method');
   }
   return {
-    id: pm.id as string,
-    card_id: pm.vault_card_id as string,
-    exp_month: pm.card_exp_month as number,
-    exp_year: pm.card_exp_year as number,
+    id: pm.id,
+    card_id: pm.vault_card_id,
+    exp_month: pm.card_exp_month,
+    exp_year: pm.card_exp_year,
     card: {
       brand: pm.card_brand,
       country: pm.card_country,
@@ -261,6 +250,17 @@ async function loadPaymentMethod(tx: Tx, scope: RequestScope, id: string) {
       last4: pm.card_last4,
     },
   };
+}
+
+export async function loadPaymentMethod(tx: Tx, scope: Scope, id: string): Promise<AuthorizeState['pm']> {
+  const { rows } = await tx.query(
+    `SELECT id, vault_card_id, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, card_funding,
+            card_country
+       FROM payment_methods WHERE id = $1 AND merchant_id = $2 AND livemode = $3`,
+    [id, scope.merchant_id, scope.livemode],
+  );
+  if (!rows[0]) throw resourceMissing('payment_method', id, 'payment_method');
+  return chargeable(rows[0]);
 }
 
 type Scope = { merchant_id: string; livemode: boolean };

@@ -9,6 +9,7 @@ import {
   attemptSettled,
   canceled,
   ledgerWrites,
+  loadPaymentMethod,
   type PaymentDeps,
   recordAuthorizationAnswer,
   recordCaptured,
@@ -126,7 +127,8 @@ export class Janitor {
           });
           return [];
         }
-        const pm = await this.paymentMethodState(tx, intent.payment_method_id);
+        assert(intent.payment_method_id, 'an authorized intent has its payment method');
+        const pm = await loadPaymentMethod(tx, scope, intent.payment_method_id);
         const state: AuthorizeState = { intent_id: intent.id, attempt_id: attempt.id, pm };
         const outcome = await recordAuthorizationAnswer(this.deps, scope, tx, state, intent, transaction);
         if ('recovery_point' in outcome) {
@@ -146,15 +148,7 @@ export class Janitor {
           }
           return [];
         }
-        const outcome = await recordCaptured(
-          this.deps,
-          scope,
-          tx,
-          { attempt_id: attempt.id },
-          intent,
-          transaction.captured_amount,
-        );
-        return [...(outcome.writes ?? [])];
+        return this.bookCapture(tx, scope, attempt, intent, transaction.captured_amount);
       }
       case 'void': {
         if (!transaction?.voided) {
@@ -205,43 +199,18 @@ export class Janitor {
       reference: attempt.id,
       amount: Number(attempt.amount),
     });
-    const outcome = await recordCaptured(
-      this.deps,
-      scope,
-      tx,
-      { attempt_id: attempt.id },
-      intent,
-      answer.captured_amount,
-    );
-    return [...(outcome.writes ?? [])];
+    return this.bookCapture(tx, scope, attempt, intent, answer.captured_amount);
   }
 
-  private async paymentMethodState(
+  private async bookCapture(
     tx: Parameters<Parameters<typeof withTransaction>[1]>[0],
-    pm_id: string | null,
-  ): Promise<AuthorizeState['pm']> {
-    const { rows } = await tx.query(
-      `SELECT id, vault_card_id, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, card_funding, card_country
-         FROM payment_methods WHERE id = $1`,
-      [pm_id],
-    );
-    const pm = rows[0];
-    assert(pm, 'an authorized intent has its payment method');
-    return {
-      id: pm.id,
-      card_id: pm.vault_card_id,
-      exp_month: pm.card_exp_month,
-      exp_year: pm.card_exp_year,
-      card: {
-        brand: pm.card_brand,
-        country: pm.card_country,
-        exp_month: pm.card_exp_month,
-        exp_year: pm.card_exp_year,
-        fingerprint: pm.card_fingerprint,
-        funding: pm.card_funding,
-        last4: pm.card_last4,
-      },
-    };
+    scope: { merchant_id: string; livemode: boolean },
+    attempt: AttemptRow,
+    intent: Awaited<ReturnType<typeof requireIntent>>,
+    captured: number,
+  ) {
+    const outcome = await recordCaptured(this.deps, scope, tx, { attempt_id: attempt.id }, intent, captured);
+    return [...(outcome.writes ?? [])];
   }
 
   /** Next inquiry on the schedule; past its end, the intent is flagged for review. Returns true when flagged. */

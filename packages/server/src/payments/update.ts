@@ -1,5 +1,6 @@
 import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
-import { type MetadataInput, mergeMetadata } from '../lib/metadata.ts';
+import { mergeMetadata } from '../lib/metadata.ts';
+import type { IntentInput } from './flows.ts';
 import {
   eventInsert,
   type IntentStatus,
@@ -9,16 +10,8 @@ import {
   updateIntent,
 } from './store.ts';
 
-export interface IntentUpdate {
-  amount?: number | undefined;
-  currency?: string | undefined;
-  customer?: string | undefined;
-  payment_method?: string | undefined;
-  capture_method?: 'automatic' | 'manual' | undefined;
-  description?: string | undefined;
-  statement_descriptor?: string | undefined;
-  metadata?: MetadataInput | undefined;
-}
+/** What an update may change: any field of a new intent. */
+export type IntentUpdate = Partial<IntentInput>;
 
 const UPDATABLE: readonly IntentStatus[] = ['requires_payment_method', 'requires_confirmation'];
 

@@ -12,15 +12,16 @@ import {
   updateCustomerOperation,
 } from '../../customers/index.ts';
 import type { Pool } from '../../db/pool.ts';
-import { invalidRequest } from '../../lib/errors.ts';
 import { scopeOf } from '../plugins/operations.ts';
 import {
+  addressProperties,
   createdFilterSchema,
   expandSchema,
   idParam,
   listQueryProperties,
   metadataSchema,
   noQuery,
+  rejectExpand,
   str,
 } from '../schemas.ts';
 
@@ -28,14 +29,7 @@ const addressSchema = {
   anyOf: [
     {
       type: 'object',
-      properties: {
-        city: str(200),
-        country: str(200),
-        line1: str(200),
-        line2: str(200),
-        postal_code: str(200),
-        state: str(200),
-      },
+      properties: addressProperties,
       additionalProperties: false,
     },
     { type: 'string', maxLength: 0 },
@@ -63,12 +57,6 @@ const listQuery = {
 } as const;
 
 type Body = CustomerInput & { expand?: string[] };
-
-/** Nothing on a customer is expandable yet; say so instead of silently ignoring it. */
-function rejectExpand(expand: string[] | undefined): void {
-  const first = expand?.[0];
-  if (first !== undefined) throw invalidRequest(`This property cannot be expanded (${first}).`, 'expand[0]');
-}
 
 function customerInput(body: Body): CustomerInput {
   const { expand, ...input } = body;

@@ -16,20 +16,18 @@ import {
 import { type CardInput, checkCard } from '../../vault/cards.ts';
 import type { Vault } from '../../vault/index.ts';
 import { scopeOf } from '../plugins/operations.ts';
-import { expandSchema, idParam, listQueryProperties, metadataSchema, noQuery, str } from '../schemas.ts';
+import {
+  addressProperties,
+  expandSchema,
+  idParam,
+  listQueryProperties,
+  metadataSchema,
+  noQuery,
+  rejectExpand,
+  str,
+} from '../schemas.ts';
 
-const addressSchema = {
-  type: 'object',
-  properties: {
-    city: str(200),
-    country: str(200),
-    line1: str(200),
-    line2: str(200),
-    postal_code: str(200),
-    state: str(200),
-  },
-  additionalProperties: false,
-} as const;
+const addressSchema = { type: 'object', properties: addressProperties, additionalProperties: false } as const;
 
 /** Card fields may come as strings (forms) or numbers (JSON); checkCard judges them, schemas only bound them. */
 const cardField = { anyOf: [{ type: 'string', maxLength: 40 }, { type: 'integer' }] } as const;
@@ -86,11 +84,6 @@ interface CreateBody {
   billing_details?: BillingDetailsInput;
   metadata?: MetadataInput;
   expand?: string[];
-}
-
-function rejectExpand(expand: string[] | undefined): void {
-  const first = expand?.[0];
-  if (first !== undefined) throw invalidRequest(`This property cannot be expanded (${first}).`, 'expand[0]');
 }
 
 function listResponse(url: string, page: Awaited<ReturnType<typeof listPaymentMethods>>) {

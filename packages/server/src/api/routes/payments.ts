@@ -27,6 +27,7 @@ import {
   listQueryProperties,
   metadataSchema,
   noQuery,
+  rejectExpand,
   str,
 } from '../schemas.ts';
 
@@ -104,11 +105,6 @@ const refundListQuery = {
 } as const;
 
 type WithExpand<T> = T & { expand?: string[]; payment_method_types?: string[] };
-
-function rejectExpand(expand: string[] | undefined): void {
-  const first = expand?.[0];
-  if (first !== undefined) throw invalidRequest(`This property cannot be expanded (${first}).`, 'expand[0]');
-}
 
 function checkIntentInput(input: Partial<IntentInput>): void {
   if (input.currency !== undefined) checkCurrency(input.currency);
