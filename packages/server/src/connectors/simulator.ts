@@ -105,10 +105,15 @@ export class SimulatorConnector implements Connector {
     return this.answer(status, text);
   }
 
-  /** 2xx → the parsed body; 4xx → failed (the acquirer refused it); 5xx → unknown. */
+  /**
+   * 2xx → the parsed body; 4xx → failed (the acquirer refused it); 5xx → unknown. A 409 is
+   * the exception among 4xx: it says an operation with this reference or key exists already,
+   * so something did happen, and only an inquiry may tell what.
+   */
   private answer(status: number, text: string): unknown {
     if (status >= 200 && status < 300) return JSON.parse(text);
     const code = (safeJson(text) as { error?: { code?: string } } | null)?.error?.code ?? null;
+    if (status === 409) throw new ConnectorError('unknown', this.name, `conflict ${code ?? ''}`.trim(), code);
     if (status >= 400 && status < 500) {
       throw new ConnectorError('failed', this.name, `refused with ${status} ${code ?? ''}`.trim(), code);
     }
