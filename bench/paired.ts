@@ -9,6 +9,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +36,7 @@ export interface PairedBench {
 
 interface Side {
   name: 'bare' | 'moneta';
+  pid: number;
   child: ChildProcess;
   url: string;
   key: string;
@@ -74,7 +76,7 @@ async function startSide(name: Side['name'], db_url: string, endpoint: string): 
     child.on('exit', (code) => reject(new Error(`${name} server exited with ${code}`)));
   });
   const [, url, key] = line.split(' ');
-  return { name, child, url: url!, key: key! };
+  return { name, pid: child.pid!, child, url: url!, key: key! };
 }
 
 function options(side: Side, bench: PairedBench, connections: number, seconds: number): autocannon.Options {
@@ -106,6 +108,16 @@ async function load(side: Side, bench: PairedBench): Promise<Round> {
   };
 }
 
+/** The process's peak resident set (VmHWM) in KiB, read before it is stopped; 0 if unknown. */
+function peakRssKb(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 export async function runPairedBench(bench: PairedBench): Promise<void> {
   const db = await benchDatabase(`moneta-bench-${bench.name}`);
   const sides = [
@@ -113,6 +125,7 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
     await startSide('moneta', db.url, bench.moneta_endpoint),
   ];
   const results: Record<Side['name'], Round[]> = { bare: [], moneta: [] };
+  let peak_rss_mb = 0;
   try {
     // Warm up both (JIT, connection pools) before measuring.
     for (const side of sides) await autocannon(options(side, bench, 10, 2));
@@ -125,6 +138,7 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
         );
       }
     }
+    peak_rss_mb = Math.round(peakRssKb(sides[1]!.pid) / 1024);
   } finally {
     for (const side of sides) side.child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 500));
@@ -143,6 +157,7 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
     bare_median_p99_ms: median(results.bare.map((r) => r.p99_ms)),
     moneta_median_p99_ms: median(results.moneta.map((r) => r.p99_ms)),
     moneta_non2xx: results.moneta.reduce((a, r) => a + r.non2xx + r.errors, 0),
+    moneta_peak_rss_mb: peak_rss_mb,
     ratio: 0,
     round_ratios,
     median_round_ratio: median(round_ratios),
@@ -153,7 +168,7 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
     `bare fastify insert : median ${summary.bare_median_rps.toFixed(0)} req/s, p99 ${summary.bare_median_p99_ms} ms`,
   );
   console.log(
-    `${bench.title}: median ${summary.moneta_median_rps.toFixed(0)} req/s, p99 ${summary.moneta_median_p99_ms} ms`,
+    `${bench.title}: median ${summary.moneta_median_rps.toFixed(0)} req/s, p99 ${summary.moneta_median_p99_ms} ms, peak RSS ${peak_rss_mb} MB`,
   );
   console.log(
     `ratio of medians moneta / bare : ${summary.ratio.toFixed(2)} (target ≥ ${bench.target_ratio.toFixed(2)})`,
