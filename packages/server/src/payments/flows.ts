@@ -29,6 +29,7 @@ import { captureFee } from './currency.ts';
 import {
   chargeOf,
   eventInsert,
+  INTENT_COLUMNS,
   type IntentRow,
   type IntentStatus,
   insertCharge,
@@ -265,13 +266,29 @@ export async function loadPaymentMethod(tx: Tx, scope: Scope, id: string): Promi
 
 type Scope = { merchant_id: string; livemode: boolean };
 
-/** True when the attempt's outcome is recorded already (by the request or the janitor): nothing to do twice. */
-export async function attemptSettled(tx: Tx, attempt_id: string): Promise<boolean> {
-  const { rows } = await tx.query('SELECT status FROM payment_attempts WHERE id = $1 FOR UPDATE', [
-    attempt_id,
-  ]);
-  assert(rows[0], 'the attempt exists');
-  return rows[0].status === 'succeeded' || rows[0].status === 'failed';
+/**
+ * Locks the intent for recording an attempt's outcome, and tells whether that outcome is
+ * recorded already (by the request or the janitor: nothing is done twice). One statement:
+ * the attempt needs no lock of its own, since whoever records it holds its intent's.
+ */
+export async function lockForRecord(
+  tx: Tx,
+  scope: Scope,
+  intent_id: string,
+  attempt_id: string,
+): Promise<{ intent: IntentRow; settled: boolean }> {
+  const { rows } = await tx.query(
+    `SELECT ${INTENT_COLUMNS}, (SELECT status FROM payment_attempts WHERE id = $4) AS attempt_status
+       FROM payment_intents WHERE id = $1 AND merchant_id = $2 AND livemode = $3 FOR UPDATE`,
+    [intent_id, scope.merchant_id, scope.livemode, attempt_id],
+  );
+  const row = rows[0];
+  assert(row && row.attempt_status, 'the intent and its attempt exist');
+  const { attempt_status, ...intent } = row;
+  return {
+    intent: intent as IntentRow,
+    settled: attempt_status === 'succeeded' || attempt_status === 'failed',
+  };
 }
 
 export interface AuthorizeState {
@@ -410,9 +427,18 @@ async function inquireAttempt<T>(
   return { unknown: new ConnectorError('unknown', connector.name, 'outcome not known yet') };
 }
 
+/** Merchants' acquirers, cached briefly: read on every confirmation, changed almost never. */
+const acquirer_cache = new Map<string, { acquirer: string; until_ms: number }>();
+const ACQUIRER_CACHE_MS = 10_000;
+const MAX_CACHED_MERCHANTS = 10_000;
+
 async function merchantAcquirer(tx: Tx, merchant_id: string): Promise<string> {
+  const hit = acquirer_cache.get(merchant_id);
+  if (hit && hit.until_ms > Date.now()) return hit.acquirer;
   const { rows } = await tx.query('SELECT acquirer FROM merchants WHERE id = $1', [merchant_id]);
   assert(rows[0], 'the authenticated merchant exists');
+  if (acquirer_cache.size >= MAX_CACHED_MERCHANTS) acquirer_cache.clear();
+  acquirer_cache.set(merchant_id, { acquirer: rows[0].acquirer, until_ms: Date.now() + ACQUIRER_CACHE_MS });
   return rows[0].acquirer as string;
 }
 
@@ -458,8 +484,8 @@ async function recordAuthorization(
   s: AuthorizeState,
   result: CallResult<AcquirerTransaction>,
 ): Promise<PhaseOutcome> {
-  const intent = await requireIntent(tx, ctx.scope, s.intent_id, true);
-  if (await attemptSettled(tx, s.attempt_id)) return settledResponse(intent, 'settle_authorization');
+  const { intent, settled } = await lockForRecord(tx, ctx.scope, s.intent_id, s.attempt_id);
+  if (settled) return settledResponse(intent, 'settle_authorization');
   if ('unknown' in result) {
     await resolveAttempt(tx, s.attempt_id, 'unknown', { error: result.unknown.message });
     return waitForSettlement(intent, 'settle_authorization');
@@ -577,8 +603,8 @@ async function recordCapture(
   s: CaptureState,
   result: CallResult<AcquirerTransaction>,
 ): Promise<PhaseOutcome> {
-  const intent = await requireIntent(tx, ctx.scope, s.intent_id, true);
-  if (await attemptSettled(tx, s.attempt_id)) return settledResponse(intent, 'settle_capture');
+  const { intent, settled } = await lockForRecord(tx, ctx.scope, s.intent_id, s.attempt_id);
+  if (settled) return settledResponse(intent, 'settle_capture');
   if ('unknown' in result || 'failed' in result) {
     const failure = 'unknown' in result ? result.unknown : result.failed;
     await resolveAttempt(tx, s.attempt_id, 'unknown' in result ? 'unknown' : 'failed', {
@@ -633,24 +659,36 @@ export async function recordCaptured(
   };
 }
 
-function newIntentInsert(scope: RequestScope, input: IntentInput, id: string) {
+/** The new intent; with `acquirer`, one being confirmed as it is created (status processing). */
+function newIntentInsert(
+  scope: RequestScope,
+  input: IntentInput,
+  id: string,
+  acquirer: string | null = null,
+) {
+  const status = acquirer
+    ? 'processing'
+    : input.payment_method
+      ? 'requires_confirmation'
+      : 'requires_payment_method';
   return {
     text: `INSERT INTO payment_intents (id, merchant_id, livemode, amount, currency, status, capture_method, customer_id,
-             payment_method_id, description, statement_descriptor, metadata)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *`,
+             payment_method_id, description, statement_descriptor, metadata, acquirer)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${INTENT_COLUMNS}`,
     values: [
       id,
       scope.merchant_id,
       scope.livemode,
       input.amount,
       input.currency,
-      input.payment_method ? 'requires_confirmation' : 'requires_payment_method',
+      status,
       input.capture_method ?? 'automatic',
       input.customer ?? null,
       input.payment_method ?? null,
       input.description ?? null,
       input.statement_descriptor ?? null,
       metadataForCreate(input.metadata),
+      acquirer,
     ],
   };
 }
@@ -681,11 +719,29 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
         ctx.atomicPhase(async (tx) => {
           const { input, confirm } = ctx.params;
           if (input.customer !== undefined) await requireCustomer(tx, ctx.scope, input.customer);
-          const { rows } = await tx.query(newIntentInsert(ctx.scope, input, newId('pi')));
-          const intent = (await requireIntent(tx, ctx.scope, rows[0].id, false)) as IntentRow;
-          const created = eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent));
-          if (!confirm) return { ...jsonResponse(200, serializeIntent(intent)), writes: [created] };
-          return { recovery_point: 'confirm', state: { intent_id: intent.id }, writes: [created] };
+          if (!confirm) {
+            const { rows } = await tx.query(newIntentInsert(ctx.scope, input, newId('pi')));
+            const intent = rows[0] as IntentRow;
+            return {
+              ...jsonResponse(200, serializeIntent(intent)),
+              writes: [eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent))],
+            };
+          }
+          // Created and confirmed in one phase: the intent starts out processing, with its
+          // authorization attempt recorded, and the next step calls the acquirer.
+          assert(input.payment_method, 'a confirmation names its payment method (checked at the edge)');
+          const pm = await resolvePaymentMethod(deps, tx, ctx.scope, input.payment_method);
+          const acquirer = await merchantAcquirer(tx, ctx.scope.merchant_id);
+          const { rows } = await tx.query(
+            newIntentInsert(ctx.scope, { ...input, payment_method: pm.id }, newId('pi'), acquirer),
+          );
+          const intent = rows[0] as IntentRow;
+          const attempt_id = await insertAttempt(tx, ctx.scope, intent, 'authorize', Number(intent.amount));
+          return {
+            recovery_point: 'authorize',
+            state: { intent_id: intent.id, attempt_id, pm },
+            writes: [eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent))],
+          };
         }),
       ...steps,
     },
@@ -761,8 +817,8 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
           (inquiry) => inquiry.transaction,
         );
         await ctx.atomicPhase(async (tx) => {
-          const locked = await requireIntent(tx, ctx.scope, s.intent_id, true);
-          if (await attemptSettled(tx, s.attempt_id)) return settledResponse(locked, 'void');
+          const { intent: locked, settled } = await lockForRecord(tx, ctx.scope, s.intent_id, s.attempt_id);
+          if (settled) return settledResponse(locked, 'void');
           if (!('answer' in result)) {
             await resolveAttempt(tx, s.attempt_id, 'unknown' in result ? 'unknown' : 'failed', {});
             throw new MonetaError(
@@ -923,8 +979,8 @@ export async function recordRefund(
   s: { intent_id: string; attempt_id: string; refund_id: string; amount: number },
   result: CallResult<unknown>,
 ): Promise<PhaseOutcome> {
-  const intent = await requireIntent(tx, scope, s.intent_id, true);
-  if (await attemptSettled(tx, s.attempt_id)) {
+  const { intent, settled } = await lockForRecord(tx, scope, s.intent_id, s.attempt_id);
+  if (settled) {
     return jsonResponse(200, serializeRefund(await loadRefund(tx, s.refund_id)));
   }
   if ('unknown' in result || ('answer' in result && result.answer === null)) {

@@ -6,17 +6,17 @@ import { voidTransfer } from './accounts.ts';
 import {
   type AuthorizeState,
   accountsOf,
-  attemptSettled,
   canceled,
   ledgerWrites,
   loadPaymentMethod,
+  lockForRecord,
   type PaymentDeps,
   recordAuthorizationAnswer,
   recordCaptured,
   recordRefund,
   resolveAttempt,
 } from './flows.ts';
-import { requireIntent, updateIntent } from './store.ts';
+import { type requireIntent, updateIntent } from './store.ts';
 
 /**
  * Kill Bill's janitor: attempts whose outcome is unknown (a timeout, a lost response, a
@@ -96,8 +96,8 @@ export class Janitor {
     if (inquiry === null && attempt.age_s < IN_FLIGHT_BOUND_S) return 'later';
     const scope = { merchant_id: attempt.merchant_id, livemode: attempt.livemode };
     await withTransaction(this.pool, async (tx) => {
-      const intent = await requireIntent(tx, scope, attempt.payment_intent_id, true);
-      if (await attemptSettled(tx, attempt.id)) return;
+      const { intent, settled } = await lockForRecord(tx, scope, attempt.payment_intent_id, attempt.id);
+      if (settled) return;
       const tail = await this.book(tx, scope, attempt, intent, inquiry);
       await tx.commit(tail);
     });
