@@ -33,6 +33,7 @@ import {
   type IntentRow,
   type IntentStatus,
   insertCharge,
+  intentUpdate,
   type PaymentError,
   requireIntent,
   serializeCharge,
@@ -163,6 +164,38 @@ export async function callAcquirer<T>(
   }
 }
 
+/** A new attempt (`started`, due for the janitor in a minute should the request die); not sent. */
+function attemptInsert(
+  scope: Scope,
+  intent: IntentRow,
+  kind: 'authorize' | 'capture' | 'void' | 'refund',
+  amount: number,
+  refund_id: string | null = null,
+): { id: string; statement: Statement } {
+  const id = newId('pa');
+  return {
+    id,
+    statement: {
+      name: 'moneta_attempt_insert',
+      text: `INSERT INTO payment_attempts (id, payment_intent_id, merchant_id, livemode, kind, amount, status, acquirer,
+               refund_id, next_inquiry_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))`,
+      values: [
+        id,
+        intent.id,
+        scope.merchant_id,
+        scope.livemode,
+        kind,
+        amount,
+        'started',
+        intent.acquirer,
+        refund_id,
+        60,
+      ],
+    },
+  };
+}
+
 export async function insertAttempt(
   tx: Tx,
   scope: RequestScope,
@@ -171,14 +204,26 @@ export async function insertAttempt(
   amount: number,
   refund_id: string | null = null,
 ): Promise<string> {
-  const id = newId('pa');
-  await tx.query(
-    `INSERT INTO payment_attempts (id, payment_intent_id, merchant_id, livemode, kind, amount, status, acquirer, refund_id,
-       next_inquiry_at)
-     VALUES ($1, $2, $3, $4, $5, $6, 'started', $7, $8, now() + interval '1 minute')`,
-    [id, intent.id, scope.merchant_id, scope.livemode, kind, amount, intent.acquirer, refund_id],
-  );
+  const { id, statement } = attemptInsert(scope, intent, kind, amount, refund_id);
+  await tx.query(statement);
   return id;
+}
+
+/** An attempt's outcome; `unknown` leaves it to an inquiry in ten seconds. Not sent. */
+function attemptResolution(
+  id: string,
+  status: 'succeeded' | 'failed' | 'unknown',
+  detail: Record<string, unknown>,
+): Statement {
+  const unknown = status === 'unknown';
+  return {
+    name: 'moneta_attempt_resolve',
+    text: `UPDATE payment_attempts SET status = $2, detail = $3,
+             resolved_at = CASE WHEN $4 THEN NULL ELSE now() END,
+             next_inquiry_at = CASE WHEN $4 THEN now() + make_interval(secs => $5) ELSE NULL END
+           WHERE id = $1`,
+    values: [id, status, detail, unknown, 10],
+  };
 }
 
 export async function resolveAttempt(
@@ -187,13 +232,7 @@ export async function resolveAttempt(
   status: 'succeeded' | 'failed' | 'unknown',
   detail: Record<string, unknown>,
 ): Promise<void> {
-  await tx.query(
-    `UPDATE payment_attempts SET status = $2, detail = $3,
-       resolved_at = CASE WHEN $2 = 'unknown' THEN NULL ELSE now() END,
-       next_inquiry_at = CASE WHEN $2 = 'unknown' THEN now() + interval '10 seconds' ELSE NULL END
-     WHERE id = $1`,
-    [id, status, detail],
-  );
+  await tx.query(attemptResolution(id, status, detail));
 }
 
 /** The payment method to charge: a `pm_card_*` shortcut becomes a new one (test mode). */
@@ -283,7 +322,7 @@ export async function lockForRecord(
     [intent_id, scope.merchant_id, scope.livemode, attempt_id],
   );
   const row = rows[0];
-  assert(row && row.attempt_status, 'the intent and its attempt exist');
+  assert(row?.attempt_status, 'the intent and its attempt exist');
   const { attempt_status, ...intent } = row;
   return {
     intent: intent as IntentRow,
@@ -519,12 +558,20 @@ export async function recordAuthorizationAnswer(
   answer: AcquirerTransaction,
 ): Promise<PhaseOutcome> {
   const ctx = { scope: scope as RequestScope };
-  await resolveAttempt(tx, s.attempt_id, answer.status === 'approved' ? 'succeeded' : 'failed', {
-    acquirer_id: answer.id,
-    status: answer.status,
-    decline_code: answer.decline_code,
-  });
-  await tx.query('UPDATE payment_methods SET cvc_check = $2 WHERE id = $1', [s.pm.id, answer.cvc_check]);
+  await tx.query(
+    combineWrites([
+      attemptResolution(s.attempt_id, answer.status === 'approved' ? 'succeeded' : 'failed', {
+        acquirer_id: answer.id,
+        status: answer.status,
+        decline_code: answer.decline_code,
+      }),
+      {
+        name: 'moneta_pm_cvc_check',
+        text: 'UPDATE payment_methods SET cvc_check = $2 WHERE id = $1',
+        values: [s.pm.id, answer.cvc_check],
+      },
+    ]),
+  );
   if (answer.status === 'authentication_required') {
     const waiting = await updateIntent(tx, intent.id, { status: 'requires_action' });
     return {
@@ -570,30 +617,33 @@ export async function recordAuthorizationAnswer(
     };
   }
   const manual = intent.capture_method === 'manual';
-  const authorized = await updateIntent(tx, intent.id, {
+  // Sent with the commit, not one by one: each statement on its own was a round trip.
+  const changes = {
     status: manual ? 'requires_capture' : 'processing',
     authorization_id: answer.id,
     latest_charge: charge.id,
     amount_capturable: intent.amount,
-  });
-  const attempt_id = manual
-    ? null
-    : await insertAttempt(tx, ctx.scope, authorized, 'capture', Number(intent.amount));
+  } as const;
+  const authorized: IntentRow = { ...intent, ...changes };
+  const writes: Statement[] = [intentUpdate(intent.id, changes)];
+  const capture = manual ? null : attemptInsert(ctx.scope, authorized, 'capture', Number(intent.amount));
+  if (capture) writes.push(capture.statement);
   // Last before the commit: the ledger locks the payment's accounts (hot ones among them),
   // and every statement after the lock would hold up every other payment.
-  const ledger = await ledgerWrites(deps, tx, [
+  await ledgerWrites(deps, tx, [
     authorizationTransfer(intent.id, accountsOf(ctx.scope, intent), Number(intent.amount)),
   ]);
-  if (attempt_id === null) {
-    return {
-      ...jsonResponse(200, serializeIntent(authorized)),
-      writes: [
-        ...ledger,
-        eventInsert(ctx.scope, 'payment_intent.amount_capturable_updated', serializeIntent(authorized)),
-      ],
-    };
+  if (capture === null) {
+    writes.push(
+      eventInsert(ctx.scope, 'payment_intent.amount_capturable_updated', serializeIntent(authorized)),
+    );
+    return { ...jsonResponse(200, serializeIntent(authorized)), writes };
   }
-  return { recovery_point: 'capture', state: { attempt_id, amount: Number(intent.amount) }, writes: ledger };
+  return {
+    recovery_point: 'capture',
+    state: { attempt_id: capture.id, amount: Number(intent.amount) },
+    writes,
+  };
 }
 
 async function recordCapture(

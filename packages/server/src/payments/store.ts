@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Queryable, Statement, Tx } from '../db/pool.ts';
 import { assert, invalidRequest, resourceMissing } from '../lib/errors.ts';
 import { isIdOf, newId } from '../lib/ids.ts';
@@ -133,6 +134,21 @@ export async function findRefund(db: Queryable, scope: Scope, id: string): Promi
     [id, scope.merchant_id, scope.livemode],
   );
   return (rows[0] as RefundRow | undefined) ?? null;
+}
+
+/** The UPDATE setting columns of an intent, to send with the commit; `fields` are column names (never user input). */
+export function intentUpdate(id: string, fields: Record<string, unknown>): Statement {
+  const names = Object.keys(fields);
+  assert(
+    names.every((n) => /^[a-z_]+$/.test(n)),
+    'intent columns are plain names',
+  );
+  return {
+    // Named by its column set (a hash: PostgreSQL cuts names at 63 bytes, and a cut could collide).
+    name: `moneta_pi_set_${createHash('sha256').update(names.join(',')).digest('hex').slice(0, 16)}`,
+    text: `UPDATE payment_intents SET ${names.map((n, i) => `${n} = $${i + 2}`).join(', ')} WHERE id = $1`,
+    values: [id, ...names.map((n) => fields[n])],
+  };
 }
 
 /** Sets columns of an intent; `fields` are column names of payment_intents (never user input). */
