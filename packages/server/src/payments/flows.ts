@@ -1,33 +1,28 @@
-import {
-  type AcquirerTransaction,
-  type Connector,
-  ConnectorError,
-  type Connectors,
-  type Inquiry,
-} from '../connectors/index.ts';
+import { type AcquirerTransaction, type Connector, ConnectorError } from '../connectors/index.ts';
 import { combineWrites, type Statement, type Tx } from '../db/pool.ts';
 import type { IdempotentOperation, PhaseContext, PhaseOutcome, RequestScope } from '../idempotency/index.ts';
 import { jsonResponse } from '../idempotency/index.ts';
-import type { Ledger, TransferInput } from '../ledger/index.ts';
 import { assert, invalidRequest, MonetaError, resourceMissing } from '../lib/errors.ts';
 import { newId } from '../lib/ids.ts';
 import { type MetadataInput, metadataForCreate } from '../lib/metadata.ts';
-import type { Logger } from '../ops/logger.ts';
 import { newPaymentMethod } from '../payment-methods/service.ts';
 import { checkCard, TEST_CARD_SHORTCUTS } from '../vault/cards.ts';
-import { CardNotInVault, type Vault } from '../vault/index.ts';
+import { CardNotInVault } from '../vault/index.ts';
+import { authorizationTransfer, captureTransfers, ensureAccounts, voidTransfer } from './accounts.ts';
 import {
-  authorizationTransfer,
-  captureTransfers,
-  ensureAccounts,
-  type PaymentAccounts,
-  paymentAccounts,
-  refundTransfer,
-  voidTransfer,
-} from './accounts.ts';
+  attemptInsert,
+  attemptResolution,
+  type CallResult,
+  callAcquirer,
+  inquireAttempt,
+  insertAttempt,
+  lockForRecord,
+  resolveAttempt,
+} from './attempts.ts';
 import { captureFee } from './currency.ts';
+import { makeRefundOperation, type RefundInput } from './refunds.ts';
+import { accountsOf, ledgerWrites, type PaymentDeps, type Scope } from './shared.ts';
 import {
-  chargeOf,
   eventInsert,
   INTENT_COLUMNS,
   type IntentRow,
@@ -38,19 +33,11 @@ import {
   requireIntent,
   serializeCharge,
   serializeIntent,
-  serializeRefund,
   unexpectedState,
   updateCharge,
   updateIntent,
 } from './store.ts';
 import { makeUpdateOperation } from './update.ts';
-
-export interface PaymentDeps {
-  ledger: Ledger;
-  vault: Vault;
-  connectors: Connectors;
-  log: Logger;
-}
 
 export interface IntentInput {
   amount: number;
@@ -63,11 +50,8 @@ export interface IntentInput {
   metadata?: MetadataInput | undefined;
 }
 
-/** How often a call whose answer was lost is asked about at once, before the janitor takes over. */
-const INLINE_INQUIRIES = 3;
-const INLINE_INQUIRY_PAUSE_MS = 200;
-
 const CONFIRMABLE: readonly IntentStatus[] = ['requires_payment_method', 'requires_confirmation'];
+
 const CANCELABLE: readonly IntentStatus[] = [
   'requires_payment_method',
   'requires_confirmation',
@@ -108,131 +92,6 @@ function declineResponse(intent: IntentRow, error: PaymentError): PhaseOutcome {
       body: JSON.stringify({ error: { ...error, payment_intent: serializeIntent(intent) } }),
     },
   };
-}
-
-export function accountsOf(
-  scope: { merchant_id: string; livemode: boolean },
-  intent: IntentRow,
-): PaymentAccounts {
-  assert(intent.acquirer, 'an intent that reached its acquirer names it');
-  return paymentAccounts(scope.merchant_id, intent.acquirer, intent.currency, scope.livemode, intent.id);
-}
-
-/**
- * Books `transfers` inside the phase's transaction, so they commit with the payment's state
- * and events or not at all. They run now rather than with the COMMIT: the ledger's checked
- * update must be the last part of its statement. Every transfer must succeed, or exist
- * already (a step redone after a crash). Returns no writes left to send.
- */
-export async function ledgerWrites(
-  deps: PaymentDeps,
-  tx: Tx,
-  transfers: TransferInput[],
-): Promise<Statement[]> {
-  const { results, writes } = await deps.ledger.prepareInTransaction(tx, transfers);
-  assert(
-    results.every((r) => r === 'ok' || r === 'exists'),
-    `payment transfers are booked (${results.join(', ')})`,
-  );
-  if (writes.length > 0) await tx.query(combineWrites(writes));
-  return [];
-}
-
-/** The call's answer, or what became of it when the answer was lost (null: still unknown). */
-export async function callAcquirer<T>(
-  connector: Connector,
-  reference: string,
-  call: () => Promise<T>,
-  fromInquiry: (inquiry: Inquiry) => T,
-): Promise<{ answer: T } | { failed: ConnectorError } | { unknown: ConnectorError }> {
-  try {
-    return { answer: await call() };
-  } catch (err) {
-    if (!(err instanceof ConnectorError)) throw err;
-    if (err.outcome === 'failed') return { failed: err };
-    for (let i = 0; i < INLINE_INQUIRIES; i += 1) {
-      await new Promise((r) => setTimeout(r, INLINE_INQUIRY_PAUSE_MS));
-      try {
-        const inquiry = await connector.inquire(reference);
-        // Not found right after the call may still be a request in flight: the janitor decides later.
-        if (inquiry) return { answer: fromInquiry(inquiry) };
-      } catch (inquiryErr) {
-        if (!(inquiryErr instanceof ConnectorError)) throw inquiryErr;
-      }
-    }
-    return { unknown: err };
-  }
-}
-
-/** A new attempt (`started`, due for the janitor in a minute should the request die); not sent. */
-function attemptInsert(
-  scope: Scope,
-  intent: IntentRow,
-  kind: 'authorize' | 'capture' | 'void' | 'refund',
-  amount: number,
-  refund_id: string | null = null,
-): { id: string; statement: Statement } {
-  const id = newId('pa');
-  return {
-    id,
-    statement: {
-      name: 'moneta_attempt_insert',
-      text: `INSERT INTO payment_attempts (id, payment_intent_id, merchant_id, livemode, kind, amount, status, acquirer,
-               refund_id, next_inquiry_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))`,
-      values: [
-        id,
-        intent.id,
-        scope.merchant_id,
-        scope.livemode,
-        kind,
-        amount,
-        'started',
-        intent.acquirer,
-        refund_id,
-        60,
-      ],
-    },
-  };
-}
-
-export async function insertAttempt(
-  tx: Tx,
-  scope: RequestScope,
-  intent: IntentRow,
-  kind: 'authorize' | 'capture' | 'void' | 'refund',
-  amount: number,
-  refund_id: string | null = null,
-): Promise<string> {
-  const { id, statement } = attemptInsert(scope, intent, kind, amount, refund_id);
-  await tx.query(statement);
-  return id;
-}
-
-/** An attempt's outcome; `unknown` leaves it to an inquiry in ten seconds. Not sent. */
-function attemptResolution(
-  id: string,
-  status: 'succeeded' | 'failed' | 'unknown',
-  detail: Record<string, unknown>,
-): Statement {
-  const unknown = status === 'unknown';
-  return {
-    name: 'moneta_attempt_resolve',
-    text: `UPDATE payment_attempts SET status = $2, detail = $3,
-             resolved_at = CASE WHEN $4 THEN NULL ELSE now() END,
-             next_inquiry_at = CASE WHEN $4 THEN now() + make_interval(secs => $5) ELSE NULL END
-           WHERE id = $1`,
-    values: [id, status, detail, unknown, 10],
-  };
-}
-
-export async function resolveAttempt(
-  tx: Tx,
-  id: string,
-  status: 'succeeded' | 'failed' | 'unknown',
-  detail: Record<string, unknown>,
-): Promise<void> {
-  await tx.query(attemptResolution(id, status, detail));
 }
 
 /** The payment method to charge: a `pm_card_*` shortcut becomes a new one (test mode). */
@@ -301,33 +160,6 @@ export async function loadPaymentMethod(tx: Tx, scope: Scope, id: string): Promi
   );
   if (!rows[0]) throw resourceMissing('payment_method', id, 'payment_method');
   return chargeable(rows[0]);
-}
-
-type Scope = { merchant_id: string; livemode: boolean };
-
-/**
- * Locks the intent for recording an attempt's outcome, and tells whether that outcome is
- * recorded already (by the request or the janitor: nothing is done twice). One statement:
- * the attempt needs no lock of its own, since whoever records it holds its intent's.
- */
-export async function lockForRecord(
-  tx: Tx,
-  scope: Scope,
-  intent_id: string,
-  attempt_id: string,
-): Promise<{ intent: IntentRow; settled: boolean }> {
-  const { rows } = await tx.query(
-    `SELECT ${INTENT_COLUMNS}, (SELECT status FROM payment_attempts WHERE id = $4) AS attempt_status
-       FROM payment_intents WHERE id = $1 AND merchant_id = $2 AND livemode = $3 FOR UPDATE`,
-    [intent_id, scope.merchant_id, scope.livemode, attempt_id],
-  );
-  const row = rows[0];
-  assert(row?.attempt_status, 'the intent and its attempt exist');
-  const { attempt_status, ...intent } = row;
-  return {
-    intent: intent as IntentRow,
-    settled: attempt_status === 'succeeded' || attempt_status === 'failed',
-  };
 }
 
 export interface AuthorizeState {
@@ -450,25 +282,11 @@ function waitForSettlement(intent: IntentRow, settle_point: string): PhaseOutcom
   return { recovery_point: settle_point, provisional: jsonResponse(200, serializeIntent(intent)).response };
 }
 
-/** What an inquiry says of an attempt: its answer, or still unknown. */
-async function inquireAttempt<T>(
-  connector: Connector,
-  reference: string,
-  pick: (inquiry: Inquiry) => T | null,
-): Promise<CallResult<T>> {
-  try {
-    const inquiry = await connector.inquire(reference);
-    const answer = inquiry ? pick(inquiry) : null;
-    if (answer !== null) return { answer };
-  } catch (err) {
-    if (!(err instanceof ConnectorError)) throw err;
-  }
-  return { unknown: new ConnectorError('unknown', connector.name, 'outcome not known yet') };
-}
-
 /** Merchants' acquirers, cached briefly: read on every confirmation, changed almost never. */
 const acquirer_cache = new Map<string, { acquirer: string; until_ms: number }>();
+
 const ACQUIRER_CACHE_MS = 10_000;
+
 const MAX_CACHED_MERCHANTS = 10_000;
 
 async function merchantAcquirer(tx: Tx, merchant_id: string): Promise<string> {
@@ -513,8 +331,6 @@ function authorizeWithCard(
       throw err;
     });
 }
-
-export type CallResult<T> = { answer: T } | { failed: ConnectorError } | { unknown: ConnectorError };
 
 async function recordAuthorization(
   deps: PaymentDeps,
@@ -752,13 +568,6 @@ export interface PaymentOperations {
   update: ReturnType<typeof makeUpdateOperation>;
 }
 
-export interface RefundInput {
-  payment_intent: string;
-  amount?: number | undefined;
-  reason?: string | undefined;
-  metadata?: MetadataInput | undefined;
-}
-
 export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
   const steps = confirmationSteps(deps);
   const create: PaymentOperations['create'] = {
@@ -922,163 +731,4 @@ async function requireCustomer(tx: Tx, scope: RequestScope, id: string): Promise
     [id, scope.merchant_id, scope.livemode],
   );
   if (rowCount !== 1) throw resourceMissing('customer', id, 'customer');
-}
-
-/**
- * Refunds: the first phase reserves the amount (a `pending` refund row, under the intent's
- * row lock, so concurrent refunds never add up past what was captured), then the acquirer
- * refunds, then the outcome and its transfers commit. Moneta returns its fee in proportion
- * to what is refunded, so a merchant's pending balance always covers a refund of its own
- * payment.
- */
-function makeRefundOperation(deps: PaymentDeps): IdempotentOperation<RefundInput> {
-  return {
-    name: 'refunds.create',
-    persist_params: true,
-    steps: {
-      started: (ctx) =>
-        ctx.atomicPhase(async (tx) => {
-          const intent = await requireIntent(
-            tx,
-            ctx.scope,
-            ctx.params.payment_intent,
-            true,
-            'payment_intent',
-          );
-          if (intent.status !== 'succeeded' || !intent.latest_charge) {
-            throw invalidRequest(
-              `This PaymentIntent (${intent.id}) does not have a successful charge to refund.`,
-              'payment_intent',
-              'charge_not_refundable',
-            );
-          }
-          const { rows } = await tx.query(
-            `SELECT coalesce(sum(amount), 0)::bigint AS reserved FROM refunds WHERE payment_intent_id = $1 AND status <> 'failed'`,
-            [intent.id],
-          );
-          const available = Number(intent.amount_received) - Number(rows[0].reserved);
-          const amount = ctx.params.amount ?? available;
-          if (amount < 1 || amount > available) {
-            throw invalidRequest(
-              `Refund amount (${amount}) is greater than the unrefunded amount on the charge (${available}).`,
-              'amount',
-              'amount_too_large',
-            );
-          }
-          const refund_id = newId('re');
-          await tx.query(
-            `INSERT INTO refunds (id, payment_intent_id, charge_id, merchant_id, livemode, amount, currency, status, reason, metadata)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)`,
-            [
-              refund_id,
-              intent.id,
-              intent.latest_charge,
-              ctx.scope.merchant_id,
-              ctx.scope.livemode,
-              amount,
-              intent.currency,
-              ctx.params.reason ?? null,
-              metadataForCreate(ctx.params.metadata),
-            ],
-          );
-          const attempt_id = await insertAttempt(tx, ctx.scope, intent, 'refund', amount, refund_id);
-          const refund = await loadRefund(tx, refund_id);
-          return {
-            recovery_point: 'refund',
-            state: { intent_id: intent.id, attempt_id, refund_id, amount },
-            writes: [eventInsert(ctx.scope, 'refund.created', serializeRefund(refund))],
-          };
-        }),
-      refund: async (ctx) => {
-        const s = ctx.state as { intent_id: string; attempt_id: string; refund_id: string; amount: number };
-        const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
-        const connector = deps.connectors.get(intent.acquirer!);
-        assert(connector && intent.authorization_id, 'a captured intent has its acquirer and authorization');
-        const result = await callAcquirer(
-          connector,
-          s.attempt_id,
-          () => connector.refund(intent.authorization_id!, { reference: s.attempt_id, amount: s.amount }),
-          (inquiry) => (inquiry.kind === 'refund' ? inquiry.refund : null),
-        );
-        await ctx.atomicPhase((tx) => recordRefund(deps, ctx.scope, tx, s, result));
-      },
-      settle_refund: async (ctx) => {
-        const s = ctx.state as { intent_id: string; attempt_id: string; refund_id: string; amount: number };
-        const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
-        const connector = deps.connectors.get(intent.acquirer!);
-        assert(connector, 'an intent in flight names a configured acquirer');
-        const result = await inquireAttempt(connector, s.attempt_id, (inquiry) =>
-          inquiry.kind === 'refund' ? inquiry.refund : null,
-        );
-        await ctx.atomicPhase((tx) => recordRefund(deps, ctx.scope, tx, s, result));
-      },
-    },
-  };
-}
-
-async function loadRefund(tx: Tx, id: string) {
-  const { rows } = await tx.query('SELECT * FROM refunds WHERE id = $1', [id]);
-  return rows[0];
-}
-
-/** Books a refund's outcome; also used by the janitor when it learns it. */
-export async function recordRefund(
-  deps: PaymentDeps,
-  scope: { merchant_id: string; livemode: boolean },
-  tx: Tx,
-  s: { intent_id: string; attempt_id: string; refund_id: string; amount: number },
-  result: CallResult<unknown>,
-): Promise<PhaseOutcome> {
-  const { intent, settled } = await lockForRecord(tx, scope, s.intent_id, s.attempt_id);
-  if (settled) {
-    return jsonResponse(200, serializeRefund(await loadRefund(tx, s.refund_id)));
-  }
-  if ('unknown' in result || ('answer' in result && result.answer === null)) {
-    await resolveAttempt(tx, s.attempt_id, 'unknown', {});
-    const pending = jsonResponse(200, serializeRefund(await loadRefund(tx, s.refund_id))).response;
-    return { recovery_point: 'settle_refund', provisional: pending };
-  }
-  if ('failed' in result) {
-    await resolveAttempt(tx, s.attempt_id, 'failed', { error: result.failed.message });
-    const { rows } = await tx.query(
-      `UPDATE refunds SET status = 'failed', failure_reason = 'unknown' WHERE id = $1 RETURNING *`,
-      [s.refund_id],
-    );
-    return {
-      ...jsonResponse(200, serializeRefund(rows[0])),
-      writes: [eventInsert(scope, 'refund.updated', serializeRefund(rows[0]))],
-    };
-  }
-  await resolveAttempt(tx, s.attempt_id, 'succeeded', {});
-  const charge = await chargeOf(tx, intent);
-  assert(charge, 'a refunded intent has its charge');
-  const captured = Number(charge.amount_captured);
-  const before = Number(charge.amount_refunded);
-  const after = before + s.amount;
-  assert(after <= captured, 'refunds never exceed the captured amount');
-  // Fee returned in proportion, cumulatively floored: the total returned is the whole fee at a full refund.
-  const fee = captureFee(captured);
-  const fee_back = Math.floor((fee * after) / captured) - Math.floor((fee * before) / captured);
-  const a = accountsOf(scope as RequestScope, intent);
-  const transfers = [refundTransfer(s.refund_id, a, s.amount)];
-  if (fee_back > 0) {
-    transfers.unshift({
-      ...refundTransfer(`${s.refund_id}:fee`, a, fee_back),
-      debit_account_id: a.fees,
-      credit_account_id: a.merchant_pending,
-    });
-  }
-  const updatedCharge = await updateCharge(tx, charge.id, { amount_refunded: after });
-  const { rows } = await tx.query(`UPDATE refunds SET status = 'succeeded' WHERE id = $1 RETURNING *`, [
-    s.refund_id,
-  ]);
-  const ledger = await ledgerWrites(deps, tx, transfers); // last: see recordAuthorizationAnswer
-  return {
-    ...jsonResponse(200, serializeRefund(rows[0])),
-    writes: [
-      ...ledger,
-      eventInsert(scope, 'refund.updated', serializeRefund(rows[0])),
-      eventInsert(scope, 'charge.refunded', serializeCharge(updatedCharge)),
-    ],
-  };
 }

@@ -1,12 +1,8 @@
 export { CURRENCIES, checkAmount, checkCurrency } from './currency.ts';
-export {
-  type IntentInput,
-  makePaymentOperations,
-  type PaymentDeps,
-  type PaymentOperations,
-  type RefundInput,
-} from './flows.ts';
+export { type IntentInput, makePaymentOperations, type PaymentOperations } from './flows.ts';
 export { Janitor } from './janitor.ts';
+export type { RefundInput } from './refunds.ts';
+export type { PaymentDeps } from './shared.ts';
 export {
   checkIntentId,
   findCharge,

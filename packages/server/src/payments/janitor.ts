@@ -3,19 +3,16 @@ import { ConnectorError } from '../connectors/index.ts';
 import { type Pool, withTransaction } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
 import { voidTransfer } from './accounts.ts';
+import { lockForRecord, resolveAttempt } from './attempts.ts';
 import {
   type AuthorizeState,
-  accountsOf,
   canceled,
-  ledgerWrites,
   loadPaymentMethod,
-  lockForRecord,
-  type PaymentDeps,
   recordAuthorizationAnswer,
   recordCaptured,
-  recordRefund,
-  resolveAttempt,
 } from './flows.ts';
+import { recordRefund } from './refunds.ts';
+import { accountsOf, ledgerWrites, type PaymentDeps } from './shared.ts';
 import { type requireIntent, updateIntent } from './store.ts';
 
 /**

@@ -1,0 +1,154 @@
+import { type Connector, ConnectorError, type Inquiry } from '../connectors/index.ts';
+import type { Statement, Tx } from '../db/pool.ts';
+import type { RequestScope } from '../idempotency/index.ts';
+import { assert } from '../lib/errors.ts';
+import { newId } from '../lib/ids.ts';
+import type { Scope } from './shared.ts';
+import { INTENT_COLUMNS, type IntentRow } from './store.ts';
+
+/** Acquirer calls and their attempt rows: the call, the inquiry that settles a lost answer, and the statements that record them. */
+
+/** How often a call whose answer was lost is asked about at once, before the janitor takes over. */
+export const INLINE_INQUIRIES = 3;
+
+export const INLINE_INQUIRY_PAUSE_MS = 200;
+
+/** The call's answer, or what became of it when the answer was lost (null: still unknown). */
+export async function callAcquirer<T>(
+  connector: Connector,
+  reference: string,
+  call: () => Promise<T>,
+  fromInquiry: (inquiry: Inquiry) => T,
+): Promise<{ answer: T } | { failed: ConnectorError } | { unknown: ConnectorError }> {
+  try {
+    return { answer: await call() };
+  } catch (err) {
+    if (!(err instanceof ConnectorError)) throw err;
+    if (err.outcome === 'failed') return { failed: err };
+    for (let i = 0; i < INLINE_INQUIRIES; i += 1) {
+      await new Promise((r) => setTimeout(r, INLINE_INQUIRY_PAUSE_MS));
+      try {
+        const inquiry = await connector.inquire(reference);
+        // Not found right after the call may still be a request in flight: the janitor decides later.
+        if (inquiry) return { answer: fromInquiry(inquiry) };
+      } catch (inquiryErr) {
+        if (!(inquiryErr instanceof ConnectorError)) throw inquiryErr;
+      }
+    }
+    return { unknown: err };
+  }
+}
+
+/** A new attempt (`started`, due for the janitor in a minute should the request die); not sent. */
+export function attemptInsert(
+  scope: Scope,
+  intent: IntentRow,
+  kind: 'authorize' | 'capture' | 'void' | 'refund',
+  amount: number,
+  refund_id: string | null = null,
+): { id: string; statement: Statement } {
+  const id = newId('pa');
+  return {
+    id,
+    statement: {
+      name: 'moneta_attempt_insert',
+      text: `INSERT INTO payment_attempts (id, payment_intent_id, merchant_id, livemode, kind, amount, status, acquirer,
+               refund_id, next_inquiry_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))`,
+      values: [
+        id,
+        intent.id,
+        scope.merchant_id,
+        scope.livemode,
+        kind,
+        amount,
+        'started',
+        intent.acquirer,
+        refund_id,
+        60,
+      ],
+    },
+  };
+}
+
+export async function insertAttempt(
+  tx: Tx,
+  scope: RequestScope,
+  intent: IntentRow,
+  kind: 'authorize' | 'capture' | 'void' | 'refund',
+  amount: number,
+  refund_id: string | null = null,
+): Promise<string> {
+  const { id, statement } = attemptInsert(scope, intent, kind, amount, refund_id);
+  await tx.query(statement);
+  return id;
+}
+
+/** An attempt's outcome; `unknown` leaves it to an inquiry in ten seconds. Not sent. */
+export function attemptResolution(
+  id: string,
+  status: 'succeeded' | 'failed' | 'unknown',
+  detail: Record<string, unknown>,
+): Statement {
+  const unknown = status === 'unknown';
+  return {
+    name: 'moneta_attempt_resolve',
+    text: `UPDATE payment_attempts SET status = $2, detail = $3,
+             resolved_at = CASE WHEN $4 THEN NULL ELSE now() END,
+             next_inquiry_at = CASE WHEN $4 THEN now() + make_interval(secs => $5) ELSE NULL END
+           WHERE id = $1`,
+    values: [id, status, detail, unknown, 10],
+  };
+}
+
+export async function resolveAttempt(
+  tx: Tx,
+  id: string,
+  status: 'succeeded' | 'failed' | 'unknown',
+  detail: Record<string, unknown>,
+): Promise<void> {
+  await tx.query(attemptResolution(id, status, detail));
+}
+
+/**
+ * Locks the intent for recording an attempt's outcome, and tells whether that outcome is
+ * recorded already (by the request or the janitor: nothing is done twice). One statement:
+ * the attempt needs no lock of its own, since whoever records it holds its intent's.
+ */
+export async function lockForRecord(
+  tx: Tx,
+  scope: Scope,
+  intent_id: string,
+  attempt_id: string,
+): Promise<{ intent: IntentRow; settled: boolean }> {
+  const { rows } = await tx.query(
+    `SELECT ${INTENT_COLUMNS}, (SELECT status FROM payment_attempts WHERE id = $4) AS attempt_status
+       FROM payment_intents WHERE id = $1 AND merchant_id = $2 AND livemode = $3 FOR UPDATE`,
+    [intent_id, scope.merchant_id, scope.livemode, attempt_id],
+  );
+  const row = rows[0];
+  assert(row?.attempt_status, 'the intent and its attempt exist');
+  const { attempt_status, ...intent } = row;
+  return {
+    intent: intent as IntentRow,
+    settled: attempt_status === 'succeeded' || attempt_status === 'failed',
+  };
+}
+
+/** What an inquiry says of an attempt: its answer, or still unknown. */
+export async function inquireAttempt<T>(
+  connector: Connector,
+  reference: string,
+  pick: (inquiry: Inquiry) => T | null,
+): Promise<CallResult<T>> {
+  try {
+    const inquiry = await connector.inquire(reference);
+    const answer = inquiry ? pick(inquiry) : null;
+    if (answer !== null) return { answer };
+  } catch (err) {
+    if (!(err instanceof ConnectorError)) throw err;
+  }
+  return { unknown: new ConnectorError('unknown', connector.name, 'outcome not known yet') };
+}
+
+export type CallResult<T> = { answer: T } | { failed: ConnectorError } | { unknown: ConnectorError };

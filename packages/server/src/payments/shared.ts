@@ -1,0 +1,47 @@
+import type { Connectors } from '../connectors/index.ts';
+import { combineWrites, type Statement, type Tx } from '../db/pool.ts';
+import type { Ledger, TransferInput } from '../ledger/index.ts';
+import { assert } from '../lib/errors.ts';
+import type { Logger } from '../ops/logger.ts';
+import type { Vault } from '../vault/index.ts';
+import { type PaymentAccounts, paymentAccounts } from './accounts.ts';
+import type { IntentRow } from './store.ts';
+
+/** What every payment flow needs: its dependencies, the payment's ledger accounts, and booking transfers in the phase's transaction. */
+
+export interface PaymentDeps {
+  ledger: Ledger;
+  vault: Vault;
+  connectors: Connectors;
+  log: Logger;
+}
+
+export function accountsOf(
+  scope: { merchant_id: string; livemode: boolean },
+  intent: IntentRow,
+): PaymentAccounts {
+  assert(intent.acquirer, 'an intent that reached its acquirer names it');
+  return paymentAccounts(scope.merchant_id, intent.acquirer, intent.currency, scope.livemode, intent.id);
+}
+
+/**
+ * Books `transfers` inside the phase's transaction, so they commit with the payment's state
+ * and events or not at all. They run now rather than with the COMMIT: the ledger's checked
+ * update must be the last part of its statement. Every transfer must succeed, or exist
+ * already (a step redone after a crash). Returns no writes left to send.
+ */
+export async function ledgerWrites(
+  deps: PaymentDeps,
+  tx: Tx,
+  transfers: TransferInput[],
+): Promise<Statement[]> {
+  const { results, writes } = await deps.ledger.prepareInTransaction(tx, transfers);
+  assert(
+    results.every((r) => r === 'ok' || r === 'exists'),
+    `payment transfers are booked (${results.join(', ')})`,
+  );
+  if (writes.length > 0) await tx.query(combineWrites(writes));
+  return [];
+}
+
+export type Scope = { merchant_id: string; livemode: boolean };
