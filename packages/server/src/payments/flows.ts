@@ -501,14 +501,11 @@ export async function recordCaptured(
   captured: number,
 ): Promise<PhaseOutcome> {
   assert(captured > 0 && captured <= Number(intent.amount), 'the acquirer captured within the authorization');
-  await resolveAttempt(tx, s.attempt_id, 'succeeded', { captured });
   const fee = captureFee(captured);
   const charge = await updateCharge(tx, intent.latest_charge!, { amount_captured: captured, captured: true });
-  const succeeded = await updateIntent(tx, intent.id, {
-    status: 'succeeded',
-    amount_received: captured,
-    amount_capturable: 0,
-  });
+  // The attempt's and the intent's new state go with the commit (see recordAuthorizationAnswer).
+  const changes = { status: 'succeeded', amount_received: String(captured), amount_capturable: '0' } as const;
+  const succeeded: IntentRow = { ...intent, ...changes };
   // Last: see recordAuthorizationAnswer.
   const ledger = await ledgerWrites(
     deps,
@@ -519,6 +516,8 @@ export async function recordCaptured(
     ...jsonResponse(200, serializeIntent(succeeded)),
     writes: [
       ...ledger,
+      attemptResolution(s.attempt_id, 'succeeded', { captured }),
+      intentUpdate(intent.id, changes),
       eventInsert(scope, 'charge.captured', serializeCharge(charge)),
       eventInsert(scope, 'payment_intent.succeeded', serializeIntent(succeeded)),
     ],
