@@ -164,6 +164,12 @@ export class EmbeddedPostgres {
     const info = await this.waitReady();
     const base = `postgres://${DB_USER}:${encodeURIComponent(password)}@127.0.0.1:${info.port}`;
     if (this.owner) await this.ensureDatabase(`${base}/postgres`);
+    // Moneta itself talks over the Unix socket when there is one: a write to it costs a
+    // fraction of one to loopback TCP, and every statement is a write (see docs/architecture.md).
+    const socket = this.socketDir();
+    if (socket && existsSync(path.join(socket, `.s.PGSQL.${info.port}`))) {
+      return `postgres://${DB_USER}:${encodeURIComponent(password)}@localhost/${DB_NAME}?host=${encodeURIComponent(socket)}&port=${info.port}`;
+    }
     return `${base}/${DB_NAME}`;
   }
 
@@ -261,12 +267,20 @@ export class EmbeddedPostgres {
     await fs.rm(path.join(this.pgdata, 'postmaster.pid'), { force: true });
   }
 
+  /**
+   * Where the server's Unix socket lives: the data directory, when its path is short enough
+   * for a socket address (107 bytes with the file name) and needs no quoting; else none (TCP only).
+   */
+  private socketDir(): string | null {
+    return this.pgdata.length <= 80 && /^[A-Za-z0-9_./-]+$/.test(this.pgdata) ? this.pgdata : null;
+  }
+
   private async launch(): Promise<void> {
     const port = await freePort();
     const options = [
       `-p ${port}`,
       "-c listen_addresses='127.0.0.1'",
-      "-c unix_socket_directories=''",
+      `-c unix_socket_directories='${this.socketDir() ?? ''}'`,
       '-c max_connections=300',
       // Durability stays at PostgreSQL's defaults (fsync, synchronous_commit on): money lives here.
     ].join(' ');
