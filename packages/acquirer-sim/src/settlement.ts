@@ -18,7 +18,7 @@ export interface SettlementItem {
 export const SETTLEMENT_HEADER = 'type,authorization_id,reference,currency,amount,fee,net,created_at';
 
 export function captureFee(amount: number): number {
-  return Math.floor((amount * 29) / 1000) + 30;
+  return Number((BigInt(amount) * 29n) / 1000n) + 30; // integer division, no floating point
 }
 
 /** RFC 4180 quoting; references are our own, so their text is kept as it was given. */

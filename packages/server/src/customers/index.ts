@@ -4,8 +4,10 @@ export {
   type CustomerListParams,
   checkCustomerId,
   checkCustomerInput,
+  customerExists,
   deleteCustomer,
   listCustomers,
+  requireLiveCustomer,
   retrieveCustomer,
   serializeCustomer,
 } from './service.ts';

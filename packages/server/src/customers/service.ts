@@ -156,6 +156,29 @@ async function findCustomer(
   return (rows[0] as CustomerRow | undefined) ?? null;
 }
 
+/**
+ * For objects that name a customer (payment methods, payment intents): the customer exists,
+ * is not deleted, and belongs to this merchant and mode; locked against deletion (FOR SHARE)
+ * until the caller's transaction ends. Answers 404 naming `param`.
+ */
+export async function requireLiveCustomer(
+  tx: Queryable,
+  scope: Scope,
+  id: string,
+  param = 'customer',
+): Promise<void> {
+  const { rowCount } = await tx.query(
+    'SELECT 1 FROM customers WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL FOR SHARE',
+    [id, scope.merchant_id, scope.livemode],
+  );
+  if (rowCount !== 1) throw resourceMissing('customer', id, param);
+}
+
+/** Whether a customer of this merchant and mode exists (deleted or not), for list filters. */
+export async function customerExists(db: Queryable, scope: Scope, id: string): Promise<boolean> {
+  return isIdOf('cus', id) && (await findCustomer(db, scope, id, false)) !== null;
+}
+
 export async function retrieveCustomer(db: Queryable, scope: Scope, id: string): Promise<CustomerRow> {
   checkCustomerId(id);
   const row = await findCustomer(db, scope, id, false);

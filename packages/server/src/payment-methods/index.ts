@@ -3,7 +3,6 @@ export {
   type BillingDetailsInput,
   checkPaymentMethodId,
   checkPaymentMethodInput,
-  customerExists,
   listPaymentMethods,
   type PaymentMethodInput,
   type PaymentMethodListParams,

@@ -1,15 +1,16 @@
+import { requireLiveCustomer } from '../customers/index.ts';
 import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
 import { resourceMissing } from '../lib/errors.ts';
-import { checkCard, TEST_CARD_SHORTCUTS } from '../vault/cards.ts';
+import { checkCard } from '../vault/cards.ts';
 import { keyedHash } from '../vault/crypto.ts';
 import { isRetiredKekWrite, type Vault } from '../vault/index.ts';
+import { TEST_CARD_SHORTCUTS } from '../vault/test-cards.ts';
 import {
   attachPaymentMethod,
   checkPaymentMethodId,
   detachPaymentMethod,
   newPaymentMethod,
   type PaymentMethodInput,
-  requireCustomer,
   serializePaymentMethod,
 } from './service.ts';
 
@@ -72,7 +73,7 @@ export function makePaymentMethodOperations(vault: Vault): PaymentMethodOperatio
           }
           // Stripe's test shortcuts (`pm_card_visa`…) make a new payment method each time.
           if (ctx.scope.livemode) throw resourceMissing('payment_method', id);
-          await requireCustomer(tx, ctx.scope, customer);
+          await requireLiveCustomer(tx, ctx.scope, customer);
           const card = checkCard(shortcut);
           const sealed = await vault.sealCard(ctx.scope, card);
           const { row, insert } = newPaymentMethod(ctx.scope, { card }, sealed, customer);

@@ -1,3 +1,4 @@
+import { requireLiveCustomer } from '../customers/index.ts';
 import type { Queryable, Statement, Tx } from '../db/pool.ts';
 import type { RequestScope } from '../idempotency/index.ts';
 import { invalidRequest, resourceMissing } from '../lib/errors.ts';
@@ -174,22 +175,13 @@ export async function retrievePaymentMethod(
   return row;
 }
 
-/** The customer exists (and is not deleted) for this merchant and mode, locked against deletion. */
-export async function requireCustomer(tx: Tx, scope: Scope, customer: string): Promise<void> {
-  const { rowCount } = await tx.query(
-    `SELECT 1 FROM customers WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL FOR SHARE`,
-    [customer, scope.merchant_id, scope.livemode],
-  );
-  if (rowCount !== 1) throw resourceMissing('customer', customer, 'customer');
-}
-
 export async function attachPaymentMethod(
   tx: Tx,
   scope: Scope,
   id: string,
   customer: string,
 ): Promise<PaymentMethodRow> {
-  await requireCustomer(tx, scope, customer);
+  await requireLiveCustomer(tx, scope, customer);
   const { rows } = await tx.query(
     `UPDATE payment_methods SET customer_id = $4
       WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND (customer_id IS NULL OR customer_id = $4)
@@ -242,16 +234,6 @@ export async function listPaymentMethods(
     cursorExists: async (id) => isIdOf('pm', id) && (await findPaymentMethod(db, scope, id)) !== null,
     map: (row) => row as unknown as PaymentMethodRow,
   });
-}
-
-/** Whether a customer of this merchant and mode exists (deleted or not), for list filters. */
-export async function customerExists(db: Queryable, scope: Scope, id: string): Promise<boolean> {
-  if (!isIdOf('cus', id)) return false;
-  const { rowCount } = await db.query(
-    'SELECT 1 FROM customers WHERE id = $1 AND merchant_id = $2 AND livemode = $3',
-    [id, scope.merchant_id, scope.livemode],
-  );
-  return rowCount === 1;
 }
 
 /** Stripe's PaymentMethod object: the card by brand, last 4 and expiry, never its number. */

@@ -1,4 +1,4 @@
-import { invalidRequest } from '../lib/errors.ts';
+import { assert, invalidRequest } from '../lib/errors.ts';
 
 /**
  * Currencies Moneta takes, with their ISO 4217 numeric code (the ledger number: one ledger
@@ -53,5 +53,10 @@ export function checkAmount(amount_minor: number, param = 'amount'): void {
 
 /** Moneta's fee on a capture: 2.9 % (rounded down) + 30 minor units, never more than the capture. */
 export function captureFee(captured_minor: number): number {
-  return Math.min(captured_minor, Math.floor((captured_minor * 29) / 1000) + 30);
+  assert(
+    Number.isSafeInteger(captured_minor) && captured_minor >= 0,
+    'a captured amount is whole minor units',
+  );
+  // Integer division on bigints: no floating point between an amount and its fee.
+  return Math.min(captured_minor, Number((BigInt(captured_minor) * 29n) / 1000n) + 30);
 }

@@ -1,4 +1,5 @@
 import { type AcquirerTransaction, type Connector, ConnectorError } from '../connectors/index.ts';
+import { requireLiveCustomer } from '../customers/index.ts';
 import { combineWrites, type Statement, type Tx } from '../db/pool.ts';
 import type { IdempotentOperation, PhaseContext, PhaseOutcome, RequestScope } from '../idempotency/index.ts';
 import { jsonResponse } from '../idempotency/index.ts';
@@ -6,8 +7,9 @@ import { assert, invalidRequest, MonetaError, resourceMissing } from '../lib/err
 import { newId } from '../lib/ids.ts';
 import { type MetadataInput, metadataForCreate } from '../lib/metadata.ts';
 import { newPaymentMethod } from '../payment-methods/service.ts';
-import { checkCard, TEST_CARD_SHORTCUTS } from '../vault/cards.ts';
+import { checkCard } from '../vault/cards.ts';
 import { CardNotInVault } from '../vault/index.ts';
+import { TEST_CARD_SHORTCUTS } from '../vault/test-cards.ts';
 import { authorizationTransfer, captureTransfers, ensureAccounts, voidTransfer } from './accounts.ts';
 import {
   attemptInsert,
@@ -576,7 +578,7 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
       started: (ctx) =>
         ctx.atomicPhase(async (tx) => {
           const { input, confirm } = ctx.params;
-          if (input.customer !== undefined) await requireCustomer(tx, ctx.scope, input.customer);
+          if (input.customer !== undefined) await requireLiveCustomer(tx, ctx.scope, input.customer);
           if (!confirm) {
             const { rows } = await tx.query(newIntentInsert(ctx.scope, input, newId('pi')));
             const intent = rows[0] as IntentRow;
@@ -722,12 +724,4 @@ export async function canceled(
     ...jsonResponse(200, serializeIntent(row)),
     writes: [...ledger, eventInsert(scope, 'payment_intent.canceled', serializeIntent(row))],
   };
-}
-
-async function requireCustomer(tx: Tx, scope: RequestScope, id: string): Promise<void> {
-  const { rowCount } = await tx.query(
-    'SELECT 1 FROM customers WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL',
-    [id, scope.merchant_id, scope.livemode],
-  );
-  if (rowCount !== 1) throw resourceMissing('customer', id, 'customer');
 }

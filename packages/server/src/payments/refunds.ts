@@ -14,10 +14,12 @@ import {
   resolveAttempt,
 } from './attempts.ts';
 import { captureFee } from './currency.ts';
-import { accountsOf, ledgerWrites, type PaymentDeps } from './shared.ts';
+import { accountsOf, ledgerWrites, type PaymentDeps, type Scope } from './shared.ts';
 import {
   chargeOf,
   eventInsert,
+  findRefund,
+  type RefundRow,
   requireIntent,
   serializeCharge,
   serializeRefund,
@@ -91,7 +93,7 @@ export function makeRefundOperation(deps: PaymentDeps): IdempotentOperation<Refu
             ],
           );
           const attempt_id = await insertAttempt(tx, ctx.scope, intent, 'refund', amount, refund_id);
-          const refund = await loadRefund(tx, refund_id);
+          const refund = await loadRefund(tx, ctx.scope, refund_id);
           return {
             recovery_point: 'refund',
             state: { intent_id: intent.id, attempt_id, refund_id, amount },
@@ -125,9 +127,11 @@ export function makeRefundOperation(deps: PaymentDeps): IdempotentOperation<Refu
   };
 }
 
-export async function loadRefund(tx: Tx, id: string) {
-  const { rows } = await tx.query('SELECT * FROM refunds WHERE id = $1', [id]);
-  return rows[0];
+/** A refund this transaction knows exists (it reserved it, or is settling it). */
+async function loadRefund(tx: Tx, scope: Scope, id: string): Promise<RefundRow> {
+  const refund = await findRefund(tx, scope, id);
+  assert(refund, 'the refund being processed exists');
+  return refund;
 }
 
 /** Books a refund's outcome; also used by the janitor when it learns it. */
@@ -140,11 +144,11 @@ export async function recordRefund(
 ): Promise<PhaseOutcome> {
   const { intent, settled } = await lockForRecord(tx, scope, s.intent_id, s.attempt_id);
   if (settled) {
-    return jsonResponse(200, serializeRefund(await loadRefund(tx, s.refund_id)));
+    return jsonResponse(200, serializeRefund(await loadRefund(tx, scope, s.refund_id)));
   }
   if ('unknown' in result || ('answer' in result && result.answer === null)) {
     await resolveAttempt(tx, s.attempt_id, 'unknown', {});
-    const pending = jsonResponse(200, serializeRefund(await loadRefund(tx, s.refund_id))).response;
+    const pending = jsonResponse(200, serializeRefund(await loadRefund(tx, scope, s.refund_id))).response;
     return { recovery_point: 'settle_refund', provisional: pending };
   }
   if ('failed' in result) {
@@ -167,7 +171,8 @@ export async function recordRefund(
   assert(after <= captured, 'refunds never exceed the captured amount');
   // Fee returned in proportion, cumulatively floored: the total returned is the whole fee at a full refund.
   const fee = captureFee(captured);
-  const fee_back = Math.floor((fee * after) / captured) - Math.floor((fee * before) / captured);
+  const share = (refunded: number) => (BigInt(fee) * BigInt(refunded)) / BigInt(captured); // integer division
+  const fee_back = Number(share(after) - share(before));
   const a = accountsOf(scope as RequestScope, intent);
   const transfers = [refundTransfer(s.refund_id, a, s.amount)];
   if (fee_back > 0) {

@@ -2,14 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MonetaError } from '../lib/errors.ts';
 import { luhnValid } from '../ops/redact.ts';
-import {
-  CARD_ERROR_MESSAGES,
-  type CardInput,
-  checkCard,
-  normalizeCardNumber,
-  TEST_CARD_SHORTCUTS,
-  TEST_CARDS,
-} from './cards.ts';
+import { CARD_ERROR_MESSAGES, type CardInput, checkCard, normalizeCardNumber } from './cards.ts';
+import { TEST_CARD_SHORTCUTS, TEST_CARDS } from './test-cards.ts';
 
 /** Fixed clock: 15 June 2026, so "past" and "future" do not depend on when the suite runs. */
 const NOW = new Date('2026-06-15T12:00:00Z');
@@ -62,6 +56,11 @@ describe('Stripe test cards', () => {
         country: card.country,
       });
     }
+  });
+
+  it('in live mode no test-card table is consulted: funding and country stay unknown', () => {
+    const live = checkCard({ number: '4242424242424242', ...GOOD, cvc: undefined }, NOW, true);
+    expect([live.brand, live.funding, live.country]).toEqual(['visa', 'unknown', null]);
   });
 
   it('knows the funding of the brief’s cards', () => {

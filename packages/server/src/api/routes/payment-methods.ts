@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { customerExists } from '../../customers/index.ts';
 import type { Pool } from '../../db/pool.ts';
 import { invalidRequest, resourceMissing } from '../../lib/errors.ts';
 import type { MetadataInput } from '../../lib/metadata.ts';
@@ -6,7 +7,6 @@ import {
   type BillingDetailsInput,
   checkPaymentMethodId,
   checkPaymentMethodInput,
-  customerExists,
   listPaymentMethods,
   type PaymentMethodListParams,
   type PaymentMethodOperations,
@@ -108,7 +108,7 @@ export async function paymentMethodRoutes(
         throw invalidRequest('Missing required param: card.', 'card', 'parameter_missing');
       }
       const input = {
-        card: checkCard(body.card),
+        card: checkCard(body.card, new Date(), scopeOf(req).livemode),
         billing_details: body.billing_details,
         metadata: body.metadata,
       };
