@@ -136,29 +136,32 @@ export async function findRefund(db: Queryable, scope: Scope, id: string): Promi
   return (rows[0] as RefundRow | undefined) ?? null;
 }
 
-/** The UPDATE setting columns of an intent, to send with the commit; `fields` are column names (never user input). */
-export function intentUpdate(id: string, fields: Record<string, unknown>): Statement {
+/**
+ * `UPDATE table SET <fields> WHERE id = $1 [RETURNING …]`, named by table, column set and
+ * RETURNING (a hash: PostgreSQL cuts names at 63 bytes, and a cut could collide). `fields`
+ * are column names chosen by our code, never by a client.
+ */
+function setColumns(table: string, id: string, fields: Record<string, unknown>, returning = ''): Statement {
   const names = Object.keys(fields);
-  assert(
-    names.every((n) => /^[a-z_]+$/.test(n)),
-    'intent columns are plain names',
-  );
+  assert(names.length > 0 && names.every((n) => /^[a-z_]+$/.test(n)), 'columns are plain names');
+  const text = `UPDATE ${table} SET ${names.map((n, i) => `${n} = $${i + 2}`).join(', ')} WHERE id = $1${
+    returning ? ` RETURNING ${returning}` : ''
+  }`;
   return {
-    // Named by its column set (a hash: PostgreSQL cuts names at 63 bytes, and a cut could collide).
-    name: `moneta_pi_set_${createHash('sha256').update(names.join(',')).digest('hex').slice(0, 16)}`,
-    text: `UPDATE payment_intents SET ${names.map((n, i) => `${n} = $${i + 2}`).join(', ')} WHERE id = $1`,
+    name: `moneta_set_${createHash('sha256').update(text).digest('hex').slice(0, 20)}`,
+    text,
     values: [id, ...names.map((n) => fields[n])],
   };
 }
 
-/** Sets columns of an intent; `fields` are column names of payment_intents (never user input). */
+/** The UPDATE setting columns of an intent, to send with the commit. */
+export function intentUpdate(id: string, fields: Record<string, unknown>): Statement {
+  return setColumns('payment_intents', id, fields);
+}
+
+/** Sets columns of an intent now and returns the row. */
 export async function updateIntent(tx: Tx, id: string, fields: Record<string, unknown>): Promise<IntentRow> {
-  const names = Object.keys(fields);
-  const sets = names.map((n, i) => `${n} = $${i + 2}`).join(', ');
-  const { rows } = await tx.query(
-    `UPDATE payment_intents SET ${sets} WHERE id = $1 RETURNING ${INTENT_COLUMNS}`,
-    [id, ...names.map((n) => fields[n])],
-  );
+  const { rows } = await tx.query(setColumns('payment_intents', id, fields, INTENT_COLUMNS));
   return rows[0] as IntentRow;
 }
 
@@ -171,12 +174,7 @@ export async function chargeOf(db: Queryable, intent: IntentRow): Promise<Charge
 }
 
 export async function updateCharge(tx: Tx, id: string, fields: Record<string, unknown>): Promise<ChargeRow> {
-  const names = Object.keys(fields);
-  const sets = names.map((n, i) => `${n} = $${i + 2}`).join(', ');
-  const { rows } = await tx.query(`UPDATE charges SET ${sets} WHERE id = $1 RETURNING ${CHARGE_COLUMNS}`, [
-    id,
-    ...names.map((n) => fields[n]),
-  ]);
+  const { rows } = await tx.query(setColumns('charges', id, fields, CHARGE_COLUMNS));
   return rows[0] as ChargeRow;
 }
 
