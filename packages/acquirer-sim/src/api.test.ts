@@ -227,6 +227,30 @@ describe('capture, void, refunds', () => {
     expect((await sim.api.get(`/v1/authorizations/${t.id}`)).text).toBe(res.text);
   });
 
+  it('a sale (capture: true) captures an approval at once, and only an approval', async () => {
+    const sale = await authorize('4242424242424242', { amount: 1200, capture: true });
+    expect(sale).toMatchObject({ status: 'approved', approved_amount: 1200, captured_amount: 1200 });
+    expect(sale.captures).toEqual([
+      { reference: sale.reference, amount: 1200, created: Math.floor(clock / 1000) },
+    ]);
+    const inquiry = await sim.api.get(`/v1/inquiries/${sale.reference}`);
+    expect(inquiry.json).toMatchObject({ kind: 'authorization', transaction: { captured_amount: 1200 } });
+    const again = await sim.api.post(`/v1/authorizations/${sale.id}/capture`, { reference: ref('cap') });
+    expect(again.json.error.code).toBe('invalid_state');
+    const refund = await sim.api.post(`/v1/authorizations/${sale.id}/refunds`, {
+      amount: 200,
+      reference: ref('rf'),
+    });
+    expect(refund.json.amount).toBe(200);
+    const declined = await authorize('4000000000000002', { capture: true });
+    expect(declined).toMatchObject({ status: 'declined', captured_amount: 0, captures: [] });
+    const bad = await sim.api.post(
+      '/v1/authorizations',
+      authorizeBody('4242424242424242', { capture: 'yes' }),
+    );
+    expect([bad.status, bad.json.error.param]).toEqual([400, 'capture']);
+  });
+
   it('captures the full amount by default and refuses more than approved', async () => {
     const t = await authorize('4242424242424242', { amount: 700 });
     const tooMuch = await sim.api.post(`/v1/authorizations/${t.id}/capture`, {

@@ -41,6 +41,8 @@ describe('restart on the same data dir', () => {
     const refundKey = ref('key');
     const refundBody = { amount: 1000, reference: ref('rf') };
     const refund = await api.post(`/v1/authorizations/${id}/refunds`, refundBody, refundKey);
+    const sale = await api.post('/v1/authorizations', authorizeBody(PAN, { amount: 900, capture: true }));
+    expect(sale.json.captured_amount).toBe(900);
     const refusedKey = ref('key');
     const refusedBody = { amount: 9000, reference: ref('rf') };
     const refused = await api.post(`/v1/authorizations/${id}/refunds`, refusedBody, refusedKey);
@@ -59,6 +61,7 @@ describe('restart on the same data dir', () => {
     const refusedAgain = await api2.post(`/v1/authorizations/${id}/refunds`, refusedBody, refusedKey);
     expect([refusedAgain.status, refusedAgain.text]).toEqual([422, refused.text]);
     expect((await api2.get(`/v1/inquiries/${capRef}`)).json.kind).toBe('capture');
+    expect((await api2.get(`/v1/authorizations/${sale.json.id}`)).text).toBe(sale.text);
     // New work continues on top of the replayed state.
     const more = await api2.post(`/v1/authorizations/${id}/refunds`, { amount: 5000, reference: ref('rf') });
     expect(more.json.amount).toBe(5000);

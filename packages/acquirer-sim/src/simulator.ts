@@ -110,6 +110,8 @@ export class Simulator {
       currency: input.currency,
       card: cardForFingerprint(this.key, input.card),
       statement_descriptor: input.statement_descriptor,
+      // Only a sale says so: an authorization's fingerprint stays what earlier versions stored.
+      ...(input.capture ? { capture: true } : {}),
     };
     return this.write(key, request, () => {
       if (this.state.authorizationCount >= MAX_AUTHORIZATIONS) throw capacityExceeded();
@@ -132,8 +134,12 @@ export class Simulator {
         card_brand: card.card_brand,
         created: unixSeconds(nowMs),
       };
+      const capture =
+        approved && input.capture
+          ? { reference: input.reference, amount: input.amount, created: record.created }
+          : null;
       return {
-        change: { type: 'authorization', authorization: record },
+        change: { type: 'authorization', authorization: record, capture },
         body: () => this.transactionBody(record.id),
       };
     });

@@ -26,7 +26,12 @@ export interface StoredResponse {
 }
 
 export type Change =
-  | { type: 'authorization'; authorization: AuthorizationRecord }
+  | {
+      type: 'authorization';
+      authorization: AuthorizationRecord;
+      /** A sale: the approval captured at once, under the authorization's own reference. */
+      capture?: Capture | null;
+    }
   | { type: 'capture'; authorization_id: string; capture: Capture }
   | { type: 'void'; authorization_id: string; reference: string; created: number }
   | { type: 'refund'; refund: Refund };
@@ -110,6 +115,7 @@ export class State {
     switch (change.type) {
       case 'authorization':
         this.createAuthorization(change.authorization);
+        if (change.capture) this.capture(change.authorization.id, change.capture, false);
         break;
       case 'capture':
         this.capture(change.authorization_id, change.capture);
@@ -158,7 +164,8 @@ export class State {
     return auth;
   }
 
-  private capture(id: string, capture: Capture): void {
+  /** `claim`: a capture of its own has its own reference; a sale's shares the authorization's. */
+  private capture(id: string, capture: Capture, claim = true): void {
     const auth = this.existing(id);
     assert(auth.record.status === 'approved' && auth.voided === null, 'only a live approval is captured');
     assert(auth.capture === null, 'one capture per authorization');
@@ -168,7 +175,8 @@ export class State {
         capture.amount <= auth.record.approved_amount,
       'captured ≤ approved',
     );
-    this.claimReference(capture.reference, { kind: 'capture', authorization_id: id });
+    if (claim) this.claimReference(capture.reference, { kind: 'capture', authorization_id: id });
+    else assert(capture.reference === auth.record.reference, "a sale's capture carries its reference");
     auth.capture = capture;
     this.settle({
       type: 'capture',

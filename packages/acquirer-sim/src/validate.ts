@@ -18,6 +18,8 @@ export interface AuthorizeInput {
   currency: string;
   card: CardData;
   statement_descriptor: string | null;
+  /** Capture the full amount with the approval (a sale): one call instead of two. */
+  capture: boolean;
 }
 
 export interface CaptureInput {
@@ -110,7 +112,9 @@ function card(value: unknown): CardData {
 
 export function authorizeInput(body: unknown): AuthorizeInput {
   const fields = object(body, 'body');
-  onlyKnown(fields, ['reference', 'amount', 'currency', 'card', 'statement_descriptor'], '');
+  onlyKnown(fields, ['reference', 'amount', 'currency', 'card', 'statement_descriptor', 'capture'], '');
+  const capture = fields['capture'] ?? false;
+  if (typeof capture !== 'boolean') throw badParam('capture', 'capture must be true or false.');
   const currency = required(fields, 'currency', 'currency');
   if (typeof currency !== 'string' || !/^[a-z]{3}$/.test(currency)) {
     throw badParam('currency', 'currency must be a lowercase three-letter ISO 4217 code.');
@@ -123,6 +127,7 @@ export function authorizeInput(body: unknown): AuthorizeInput {
     card: card(required(fields, 'card', 'card')),
     statement_descriptor:
       descriptor === null ? null : text(descriptor, 'statement_descriptor', MAX_STATEMENT_DESCRIPTOR_LENGTH),
+    capture,
   };
 }
 

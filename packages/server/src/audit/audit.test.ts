@@ -2,7 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../../test/helpers.ts';
 import { migrate } from '../db/migrate.ts';
 import { combineWrites, createPool, type Pool, withTransaction } from '../db/pool.ts';
-import { type AuditEntry, appendAudit, auditInsert, MAX_FINDINGS, verifyAudit } from './index.ts';
+import {
+  type AuditEntry,
+  AuditWriter,
+  appendAudit,
+  auditInsert,
+  MAX_FINDINGS,
+  verifyAudit,
+} from './index.ts';
 
 let pool: Pool;
 let drop: () => Promise<void>;
@@ -88,6 +95,43 @@ describe('appending', () => {
     await withTransaction(pool, (tx) => tx.commit([auditInsert(entry(5))]));
     const rows = await chain();
     expect(rows.map((r) => r.seq).slice(before)).toEqual([before + 1, before + 2, before + 3, before + 4]);
+    expect(await verifyAudit(pool)).toEqual([]);
+  });
+
+  it('the batching writer: concurrent appends share statements, keep their order, and resolve once durable', async () => {
+    const before = (await chain()).length;
+    const writer = new AuditWriter(pool, { max_batch: 64 });
+    const n = 500;
+    await Promise.all(Array.from({ length: n }, (_, i) => writer.append(entry(10_000 + i))));
+    // Every append resolved only after its row committed: all are readable now, in append order.
+    const { rows } = await pool.query('SELECT object_id FROM audit_log WHERE seq > $1 ORDER BY seq', [
+      before,
+    ]);
+    expect(rows.map((r) => r.object_id)).toEqual(Array.from({ length: n }, (_, i) => `card_${10_000 + i}`));
+    expect(writer.batches).toBeGreaterThanOrEqual(Math.ceil(n / 64));
+    expect(writer.batches).toBeLessThan(n / 8);
+    expect(await verifyAudit(pool)).toEqual([]);
+    // A bad entry fails its own caller at once and never reaches a batch.
+    expect(() => writer.append(entry(1, { actor: '' }))).toThrow();
+    const queued = new AuditWriter(pool, { max_queued: 2 });
+    const first = [queued.append(entry(1)), queued.append(entry(2))];
+    await expect(queued.append(entry(3))).rejects.toThrow('The audit log is behind');
+    await Promise.all(first);
+  });
+
+  it('a batch that fails rejects each of its appends and leaves the chain whole', async () => {
+    const before = (await chain()).length;
+    // A database that cannot be reached (nothing listens on port 9).
+    const unreachable = createPool({
+      connection_string: 'postgres://moneta@127.0.0.1:9/none',
+      max_connections: 1,
+      application_name: 'audit-test-unreachable',
+    });
+    const broken = new AuditWriter(unreachable);
+    const results = await Promise.allSettled([broken.append(entry(1)), broken.append(entry(2))]);
+    await unreachable.end();
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect((await chain()).length).toBe(before);
     expect(await verifyAudit(pool)).toEqual([]);
   });
 

@@ -18,3 +18,4 @@ export {
   auditInsert,
 } from './log.ts';
 export { type AuditFinding, MAX_FINDINGS, type VerifyAuditOptions, verifyAudit } from './verify.ts';
+export { AuditWriter, type AuditWriterOptions } from './writer.ts';

@@ -40,25 +40,32 @@ const MAX_DETAILS_BYTES = 8_192; // an audit row describes an event; it is not a
  * which is then held only for the commit.
  */
 export function auditInsert(entry: AuditEntry): Statement {
+  return {
+    name: 'moneta_audit_insert',
+    text: `INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)`,
+    values: auditValues(entry),
+  };
+}
+
+/** The columns a caller fills, in the order of `auditValues`. */
+export const AUDIT_COLUMNS = 'actor, action, outcome, origin, merchant_id, object_type, object_id, details';
+
+/** An entry's column values (checked, its details masked and serialized). */
+export function auditValues(entry: AuditEntry): (string | null)[] {
   checkEntry(entry);
   // The same mask as log lines: a card number a caller passed by mistake never reaches the table.
   const details = redactCardNumbers(JSON.stringify(entry.details ?? {}));
   assert(Buffer.byteLength(details) <= MAX_DETAILS_BYTES, 'audit details stay small');
-  return {
-    name: 'moneta_audit_insert',
-    text: `INSERT INTO audit_log (actor, action, outcome, origin, merchant_id, object_type, object_id, details)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)`,
-    values: [
-      entry.actor,
-      entry.action,
-      entry.outcome,
-      entry.origin,
-      entry.merchant_id ?? null,
-      entry.object_type ?? null,
-      entry.object_id ?? null,
-      details,
-    ],
-  };
+  return [
+    entry.actor,
+    entry.action,
+    entry.outcome,
+    entry.origin,
+    entry.merchant_id ?? null,
+    entry.object_type ?? null,
+    entry.object_id ?? null,
+    details,
+  ];
 }
 
 /** Appends one entry on its own (a single statement commits atomically), or inside `db`'s transaction. */

@@ -51,6 +51,7 @@ export class SimulatorConnector implements Connector {
       currency: req.currency,
       card: req.card,
       statement_descriptor: req.statement_descriptor,
+      ...(req.capture ? { capture: true } : {}),
     }) as Promise<AcquirerTransaction>;
   }
 

@@ -17,6 +17,12 @@ export interface AuthorizeRequest {
   currency: string;
   card: CardForAcquirer;
   statement_descriptor: string | null;
+  /**
+   * Capture the whole amount with the approval (a sale), for automatic capture: one call
+   * instead of two. An acquirer that cannot answers an approval with nothing captured, and
+   * Moneta captures it with a call of its own.
+   */
+  capture: boolean;
 }
 
 /** The acquirer's record of one authorization, as far as Moneta needs it. */

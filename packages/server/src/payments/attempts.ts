@@ -42,7 +42,7 @@ export async function callAcquirer<T>(
 /** A new attempt (`started`, due for the janitor in a minute should the request die); not sent. */
 export function attemptInsert(
   scope: Scope,
-  intent: IntentRow,
+  intent: Pick<IntentRow, 'id' | 'acquirer'>,
   kind: 'authorize' | 'capture' | 'void' | 'refund',
   amount: number,
   refund_id: string | null = null,

@@ -25,11 +25,12 @@ import { captureFee } from './currency.ts';
 import { makeRefundOperation, type RefundInput } from './refunds.ts';
 import { accountsOf, ledgerWrites, type PaymentDeps, type Scope } from './shared.ts';
 import {
+  type ChargeRow,
+  chargeInsert,
   eventInsert,
   INTENT_COLUMNS,
   type IntentRow,
   type IntentStatus,
-  insertCharge,
   intentUpdate,
   type PaymentError,
   requireIntent,
@@ -96,29 +97,25 @@ function declineResponse(intent: IntentRow, error: PaymentError): PhaseOutcome {
   };
 }
 
-/** The payment method to charge: a `pm_card_*` shortcut becomes a new one (test mode). */
+/**
+ * The payment method to charge: a `pm_card_*` shortcut becomes a new one (test mode), whose
+ * writes (the card, its CVC, the payment method) are returned to go with the phase's next
+ * statement.
+ */
 async function resolvePaymentMethod(
   deps: PaymentDeps,
   tx: Tx,
   scope: RequestScope,
   pm_id: string,
-): Promise<{
-  id: string;
-  card_id: string;
-  card: Record<string, unknown>;
-  exp_month: number;
-  exp_year: number;
-}> {
+): Promise<{ pm: AuthorizeState['pm']; writes: Statement[] }> {
   const shortcut = TEST_CARD_SHORTCUTS[pm_id];
   if (shortcut && !scope.livemode) {
     const card = checkCard(shortcut);
     const sealed = await deps.vault.sealCard(scope, card);
     const { row, insert } = newPaymentMethod(scope, { card }, sealed);
-    // One statement (the card, its CVC, the payment method), in this transaction.
-    await tx.query(combineWrites([...sealed.writes, insert]));
-    return chargeable(row);
+    return { pm: chargeable(row), writes: [...sealed.writes, insert] };
   }
-  return loadPaymentMethod(tx, scope, pm_id);
+  return { pm: await loadPaymentMethod(tx, scope, pm_id), writes: [] };
 }
 
 /** A payment method as an authorization needs it: its vault card and what the charge shows. */
@@ -168,6 +165,19 @@ export interface AuthorizeState {
   intent_id: string;
   attempt_id: string;
   pm: { id: string; card_id: string; card: Record<string, unknown>; exp_month: number; exp_year: number };
+  /** What the call needs of the intent, so the step reads nothing before it (absent in older states). */
+  intent?: IntentForCall;
+}
+
+/** The intent's fields an authorization call and its booking use; fixed once it is processing. */
+export type IntentForCall = Pick<
+  IntentRow,
+  'id' | 'amount' | 'currency' | 'acquirer' | 'statement_descriptor' | 'capture_method'
+>;
+
+function forCall(intent: IntentRow): IntentForCall {
+  const { id, amount, currency, acquirer, statement_descriptor, capture_method } = intent;
+  return { id, amount, currency, acquirer, statement_descriptor, capture_method };
 }
 
 interface CaptureState {
@@ -197,7 +207,8 @@ function confirmationSteps(deps: PaymentDeps): IdempotentOperation<unknown>['ste
             'payment_intent_unexpected_state',
           );
         }
-        const pm = await resolvePaymentMethod(deps, tx, ctx.scope, intent.payment_method_id);
+        const { pm, writes } = await resolvePaymentMethod(deps, tx, ctx.scope, intent.payment_method_id);
+        if (writes.length > 0) await tx.query(combineWrites(writes));
         const acquirer = await merchantAcquirer(tx, ctx.scope.merchant_id);
         const updated = await updateIntent(tx, intent.id, {
           status: 'processing',
@@ -206,12 +217,12 @@ function confirmationSteps(deps: PaymentDeps): IdempotentOperation<unknown>['ste
           last_payment_error: null,
         });
         const attempt_id = await insertAttempt(tx, ctx.scope, updated, 'authorize', Number(intent.amount));
-        return { recovery_point: 'authorize', state: { attempt_id, pm } };
+        return { recovery_point: 'authorize', state: { attempt_id, pm, intent: forCall(updated) } };
       }),
 
     authorize: async (ctx) => {
       const s = ctx.state as unknown as AuthorizeState;
-      const intent = await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false);
+      const intent = s.intent ?? (await requireIntent(deps.ledger.pool, ctx.scope, s.intent_id, false));
       await ensureAccounts(deps.ledger, accountsOf(ctx.scope, intent));
       const connector = deps.connectors.get(intent.acquirer!);
       const result = connector
@@ -305,7 +316,7 @@ function authorizeWithCard(
   deps: PaymentDeps,
   ctx: PhaseContext<unknown>,
   connector: Connector,
-  intent: IntentRow,
+  intent: IntentForCall,
   s: AuthorizeState,
 ): Promise<AcquirerTransaction> {
   return deps.vault
@@ -325,6 +336,8 @@ function authorizeWithCard(
           currency: intent.currency,
           card: { number: card.number, cvc: card.cvc, exp_month: s.pm.exp_month, exp_year: s.pm.exp_year },
           statement_descriptor: intent.statement_descriptor,
+          // Automatic capture is a sale: approved and captured in one call.
+          capture: intent.capture_method === 'automatic',
         }),
     )
     .catch((err) => {
@@ -376,21 +389,20 @@ export async function recordAuthorizationAnswer(
   answer: AcquirerTransaction,
 ): Promise<PhaseOutcome> {
   const ctx = { scope: scope as RequestScope };
-  await tx.query(
-    combineWrites([
-      attemptResolution(s.attempt_id, answer.status === 'approved' ? 'succeeded' : 'failed', {
-        acquirer_id: answer.id,
-        status: answer.status,
-        decline_code: answer.decline_code,
-      }),
-      {
-        name: 'moneta_pm_cvc_check',
-        text: 'UPDATE payment_methods SET cvc_check = $2 WHERE id = $1',
-        values: [s.pm.id, answer.cvc_check],
-      },
-    ]),
-  );
+  const resolution = [
+    attemptResolution(s.attempt_id, answer.status === 'approved' ? 'succeeded' : 'failed', {
+      acquirer_id: answer.id,
+      status: answer.status,
+      decline_code: answer.decline_code,
+    }),
+    {
+      name: 'moneta_pm_cvc_check',
+      text: 'UPDATE payment_methods SET cvc_check = $2 WHERE id = $1',
+      values: [s.pm.id, answer.cvc_check],
+    },
+  ];
   if (answer.status === 'authentication_required') {
+    await tx.query(combineWrites(resolution));
     const waiting = await updateIntent(tx, intent.id, { status: 'requires_action' });
     return {
       ...jsonResponse(200, serializeIntent(waiting)),
@@ -399,15 +411,22 @@ export async function recordAuthorizationAnswer(
   }
   const approved = answer.status === 'approved';
   const error = approved ? null : declineError(answer.decline_code);
-  const charge = await insertCharge(tx, ctx.scope, {
+  // A sale (automatic capture) is captured with its approval, whole; an acquirer that does not
+  // do sales captures nothing here, and the capture step follows.
+  const captured = approved ? answer.captured_amount : 0;
+  assert(
+    captured === 0 || (captured === Number(intent.amount) && intent.capture_method === 'automatic'),
+    'only an automatic capture is captured with its approval, and in full',
+  );
+  const insert = chargeInsert(ctx.scope, {
     id: newId('ch'),
     payment_intent_id: intent.id,
     amount: intent.amount,
-    amount_captured: '0',
+    amount_captured: String(captured),
     amount_refunded: '0',
     currency: intent.currency,
     status: approved ? 'succeeded' : 'failed',
-    captured: false,
+    captured: captured > 0,
     failure_code: error?.code ?? null,
     failure_message: error?.message ?? null,
     outcome: {
@@ -423,6 +442,8 @@ export async function recordAuthorizationAnswer(
     card: { ...s.pm.card, checks: { cvc_check: answer.cvc_check }, network: s.pm.card.brand },
     acquirer_id: answer.id,
   });
+  // One statement: the attempt's outcome, the card's cvc_check and the new charge.
+  const charge = (await tx.query(combineWrites([...resolution, insert]))).rows[0] as ChargeRow;
   if (!approved) {
     const failed = await updateIntent(tx, intent.id, {
       status: 'requires_payment_method',
@@ -434,6 +455,7 @@ export async function recordAuthorizationAnswer(
       writes: [eventInsert(ctx.scope, 'payment_intent.payment_failed', serializeIntent(failed))],
     };
   }
+  if (captured > 0) return recordSale(deps, ctx.scope, tx, intent, answer, charge);
   const manual = intent.capture_method === 'manual';
   // Sent with the commit, not one by one: each statement on its own was a round trip.
   const changes = {
@@ -461,6 +483,40 @@ export async function recordAuthorizationAnswer(
     recovery_point: 'capture',
     state: { attempt_id: capture.id, amount: Number(intent.amount) },
     writes,
+  };
+}
+
+/** An approval captured at once: authorization, capture and fee are booked together. */
+async function recordSale(
+  deps: PaymentDeps,
+  scope: Scope,
+  tx: Tx,
+  intent: IntentRow,
+  answer: AcquirerTransaction,
+  charge: ChargeRow,
+): Promise<PhaseOutcome> {
+  const captured = answer.captured_amount;
+  const accounts = accountsOf(scope, intent);
+  const changes = {
+    status: 'succeeded',
+    authorization_id: answer.id,
+    latest_charge: charge.id,
+    amount_received: String(captured),
+    amount_capturable: '0',
+  } as const;
+  const succeeded: IntentRow = { ...intent, ...changes };
+  // Last before the commit: see recordAuthorizationAnswer.
+  await ledgerWrites(deps, tx, [
+    authorizationTransfer(intent.id, accounts, Number(intent.amount)),
+    ...captureTransfers(intent.id, accounts, captured, captureFee(captured)),
+  ]);
+  return {
+    ...jsonResponse(200, serializeIntent(succeeded)),
+    writes: [
+      intentUpdate(intent.id, changes),
+      eventInsert(scope, 'charge.succeeded', serializeCharge(charge)),
+      eventInsert(scope, 'payment_intent.succeeded', serializeIntent(succeeded)),
+    ],
   };
 }
 
@@ -539,6 +595,7 @@ function newIntentInsert(
       ? 'requires_confirmation'
       : 'requires_payment_method';
   return {
+    name: 'moneta_intent_insert',
     text: `INSERT INTO payment_intents (id, merchant_id, livemode, amount, currency, status, capture_method, customer_id,
              payment_method_id, description, statement_descriptor, metadata, acquirer)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${INTENT_COLUMNS}`,
@@ -590,16 +647,22 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
           // Created and confirmed in one phase: the intent starts out processing, with its
           // authorization attempt recorded, and the next step calls the acquirer.
           assert(input.payment_method, 'a confirmation names its payment method (checked at the edge)');
-          const pm = await resolvePaymentMethod(deps, tx, ctx.scope, input.payment_method);
+          const { pm, writes } = await resolvePaymentMethod(deps, tx, ctx.scope, input.payment_method);
           const acquirer = await merchantAcquirer(tx, ctx.scope.merchant_id);
+          const intent_id = newId('pi');
+          const attempt = attemptInsert(ctx.scope, { id: intent_id, acquirer }, 'authorize', input.amount);
+          // One statement: the card (for a test shortcut), the attempt and the intent.
           const { rows } = await tx.query(
-            newIntentInsert(ctx.scope, { ...input, payment_method: pm.id }, newId('pi'), acquirer),
+            combineWrites([
+              ...writes,
+              attempt.statement,
+              newIntentInsert(ctx.scope, { ...input, payment_method: pm.id }, intent_id, acquirer),
+            ]),
           );
           const intent = rows[0] as IntentRow;
-          const attempt_id = await insertAttempt(tx, ctx.scope, intent, 'authorize', Number(intent.amount));
           return {
             recovery_point: 'authorize',
-            state: { intent_id: intent.id, attempt_id, pm },
+            state: { intent_id: intent.id, attempt_id: attempt.id, pm, intent: forCall(intent) },
             writes: [eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent))],
           };
         }),

@@ -18,7 +18,7 @@ export interface PaymentDeps {
 
 export function accountsOf(
   scope: { merchant_id: string; livemode: boolean },
-  intent: IntentRow,
+  intent: Pick<IntentRow, 'id' | 'acquirer' | 'currency'>,
 ): PaymentAccounts {
   assert(intent.acquirer, 'an intent that reached its acquirer names it');
   return paymentAccounts(scope.merchant_id, intent.acquirer, intent.currency, scope.livemode, intent.id);

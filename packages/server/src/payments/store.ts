@@ -178,16 +178,14 @@ export async function updateCharge(tx: Tx, id: string, fields: Record<string, un
   return rows[0] as ChargeRow;
 }
 
-export async function insertCharge(
-  tx: Tx,
-  scope: Scope,
-  c: Omit<ChargeRow, 'created_at' | 'livemode'>,
-): Promise<ChargeRow> {
-  const { rows } = await tx.query(
-    `INSERT INTO charges (id, payment_intent_id, merchant_id, livemode, amount, amount_captured, amount_refunded, currency,
-       status, captured, failure_code, failure_message, outcome, payment_method_id, card, acquirer_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ${CHARGE_COLUMNS}`,
-    [
+/** The INSERT of a new charge, RETURNING the row; not sent, so it can go with other writes. */
+export function chargeInsert(scope: Scope, c: Omit<ChargeRow, 'created_at' | 'livemode'>): Statement {
+  return {
+    name: 'moneta_charge_insert',
+    text: `INSERT INTO charges (id, payment_intent_id, merchant_id, livemode, amount, amount_captured, amount_refunded, currency,
+             status, captured, failure_code, failure_message, outcome, payment_method_id, card, acquirer_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ${CHARGE_COLUMNS}`,
+    values: [
       c.id,
       c.payment_intent_id,
       scope.merchant_id,
@@ -205,8 +203,7 @@ export async function insertCharge(
       c.card,
       c.acquirer_id,
     ],
-  );
-  return rows[0] as ChargeRow;
+  };
 }
 
 /** An event for the outbox, committed with the change it describes. */

@@ -1,5 +1,5 @@
-import { auditInsert } from '../audit/index.ts';
-import type { Pool, Queryable, Statement } from '../db/pool.ts';
+import { type AuditEntry, AuditWriter, auditInsert } from '../audit/index.ts';
+import type { Pool, Statement } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
 import { newId } from '../lib/ids.ts';
 import type { Logger } from '../ops/logger.ts';
@@ -72,12 +72,16 @@ const cvcContext = (card_id: string) => `cvc:${card_id}`;
  */
 export class Vault {
   private refresh_timer: NodeJS.Timeout | null = null;
+  /** Card uses are audited in batches: one by one, the audit chain's lock paced every payment. */
+  private readonly audit: AuditWriter;
 
   constructor(
     private readonly pool: Pool,
     readonly keys: KeyProvider,
     private readonly opts: VaultOptions,
-  ) {}
+  ) {
+    this.audit = new AuditWriter(pool);
+  }
 
   /**
    * Notices, within `interval_ms`, a KEK version that a rotation in another process added,
@@ -212,29 +216,19 @@ export class Vault {
    */
   async useCard<T>(scope: VaultScope, use: CardUse, fn: (card: CardInClear) => Promise<T>): Promise<T> {
     const { rows } = await this.pool.query({
-      name: 'moneta_vault_read_card',
-      text: `SELECT c.kek_version, c.wrapped_key, c.pan,
-                    v.kek_version AS cvc_kek_version, v.wrapped_key AS cvc_wrapped_key, v.cvc
-               FROM vault_cards c
-               LEFT JOIN vault_cvcs v ON v.card_id = c.id AND v.expires_at > now()
-              WHERE c.id = $1 AND c.merchant_id = $2 AND c.livemode = $3`,
+      ...(use.consume_cvc ? READ_CARD_TAKING_CVC : READ_CARD),
       values: [use.card_id, scope.merchant_id, scope.livemode],
     });
     const row = rows[0];
-    await appendAuditTo(this.pool, scope, use, row ? 'success' : 'failure');
+    // Recorded (durably) before anything is decrypted.
+    await this.audit.append(cardUseEntry(scope, use, row ? 'success' : 'failure'));
     if (!row) throw new CardNotInVault(use.card_id);
     const number = await this.openValue(row.kek_version, row.wrapped_key, row.pan, panContext(use.card_id));
     const cvc =
       row.cvc === null
         ? null
         : await this.openValue(row.cvc_kek_version, row.cvc_wrapped_key, row.cvc, cvcContext(use.card_id));
-    try {
-      return await fn({ number, cvc });
-    } finally {
-      if (use.consume_cvc && cvc !== null) {
-        await this.pool.query('DELETE FROM vault_cvcs WHERE card_id = $1', [use.card_id]);
-      }
-    }
+    return fn({ number, cvc });
   }
 
   /** Whether the card still has a CVC to use (for `cvc_check`). */
@@ -315,20 +309,48 @@ export class Vault {
   }
 }
 
-function appendAuditTo(db: Queryable, scope: VaultScope, use: CardUse, outcome: 'success' | 'failure') {
-  return db.query(
-    auditInsert({
-      actor: use.actor,
-      action: 'vault.card.use',
-      outcome,
-      origin: use.origin,
-      merchant_id: scope.merchant_id,
-      object_type: 'card',
-      object_id: use.card_id,
-      details: { purpose: use.purpose, consume_cvc: use.consume_cvc },
-    }),
-  );
+function cardUseEntry(scope: VaultScope, use: CardUse, outcome: 'success' | 'failure'): AuditEntry {
+  return {
+    actor: use.actor,
+    action: 'vault.card.use',
+    outcome,
+    origin: use.origin,
+    merchant_id: scope.merchant_id,
+    object_type: 'card',
+    object_id: use.card_id,
+    details: { purpose: use.purpose, consume_cvc: use.consume_cvc },
+  };
 }
+
+const CARD_COLUMNS = `c.kek_version, c.wrapped_key, c.pan,
+       v.kek_version AS cvc_kek_version, v.wrapped_key AS cvc_wrapped_key, v.cvc`;
+
+const READ_CARD = {
+  name: 'moneta_vault_read_card',
+  text: `SELECT ${CARD_COLUMNS}
+           FROM vault_cards c
+           LEFT JOIN vault_cvcs v ON v.card_id = c.id AND v.expires_at > now()
+          WHERE c.id = $1 AND c.merchant_id = $2 AND c.livemode = $3`,
+};
+
+/**
+ * The card, and its CVC taken out of the vault in the same statement: a CVC serves one
+ * authorization (PCI DSS 3.3.1.2), so it is destroyed as it is read, before the call, not
+ * after it. A repeat of the same call after a crash goes without it; the acquirer's inquiry
+ * settles that attempt by its reference.
+ */
+const READ_CARD_TAKING_CVC = {
+  name: 'moneta_vault_read_card_taking_cvc',
+  text: `WITH v AS (
+           DELETE FROM vault_cvcs
+            WHERE card_id = $1
+              AND EXISTS (SELECT 1 FROM vault_cards WHERE id = $1 AND merchant_id = $2 AND livemode = $3)
+           RETURNING kek_version, wrapped_key, cvc, expires_at)
+         SELECT ${CARD_COLUMNS}
+           FROM vault_cards c
+           LEFT JOIN v ON v.expires_at > now()
+          WHERE c.id = $1 AND c.merchant_id = $2 AND c.livemode = $3`,
+};
 
 export class CardNotInVault extends Error {
   constructor(card_id: string) {
