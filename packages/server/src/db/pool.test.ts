@@ -64,6 +64,23 @@ describe('pipelined transactions', () => {
     expect(await ids()).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it('a queued statement travels with the commit; if it fails, the commit throws its error and nothing commits', async () => {
+    await withTransaction(pool, async (tx) => {
+      await tx.query("INSERT INTO t VALUES (20, 'a')");
+      tx.queue({ text: 'INSERT INTO t VALUES ($1, $2)', values: [21, 'b'] });
+      await tx.commit([{ text: 'INSERT INTO t VALUES ($1, $2)', values: [22, 'c'] }]);
+    });
+    expect(await ids()).toEqual([1, 2, 3, 4, 5, 20, 21, 22]);
+    await expect(
+      withTransaction(pool, async (tx) => {
+        tx.queue({ text: 'INSERT INTO t VALUES ($1, $2)', values: [23, null] }); // NOT NULL violation
+        await tx.commit([{ text: 'INSERT INTO t VALUES ($1, $2)', values: [24, 'd'] }]);
+      }),
+    ).rejects.toMatchObject({ code: '23502' });
+    expect(await ids()).toEqual([1, 2, 3, 4, 5, 20, 21, 22]);
+    await pool.query('DELETE FROM t WHERE id >= 20');
+  });
+
   it('combines writes with their placeholders renumbered, reusing one prepared shape', () => {
     const writes = [
       { name: 'w_a', text: 'INSERT INTO a VALUES ($1, $2)', values: [1, 2] },

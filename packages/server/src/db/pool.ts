@@ -88,6 +88,8 @@ export class Tx implements Queryable {
   private connecting: Promise<pg.PoolClient> | null = null;
   /** On a client that does not pipeline: the last submitted query, which the next waits for. */
   private tail: Promise<unknown> = Promise.resolve();
+  /** Statements sent with `queue`, whose outcome `commit` checks first. */
+  private queued: Promise<unknown>[] = [];
 
   constructor(private readonly pool: Pool) {}
 
@@ -114,6 +116,18 @@ export class Tx implements Queryable {
   }
 
   /**
+   * Sends `statement` now without waiting for its answer, so it travels with what follows
+   * (the commit, typically) in one round trip. If it fails, the transaction is aborted and
+   * `commit` throws its error.
+   */
+  queue(statement: Statement): void {
+    assert(this.queued.length < MAX_QUEUED, 'a transaction queues a few statements');
+    const result = this.query(statement);
+    result.catch(() => {}); // observed by commit (or moot after a rollback)
+    this.queued.push(result);
+  }
+
+  /**
    * Runs `writes` (combined into one statement) and commits. Resolves with the result of the
    * last write, or null when there was none, once the commit is durable.
    */
@@ -134,7 +148,9 @@ export class Tx implements Queryable {
     }));
     this.state = 'failed'; // until the COMMIT is confirmed; then there is nothing to roll back either way
     const [began, result, commit] = await Promise.allSettled([this.begin, pending.result, pending.commit]);
-    for (const r of [began, result, commit]) if (r.status === 'rejected') throw r.reason;
+    // In the order sent: the first failure is the cause, the rest only say the transaction was aborted.
+    const queued = await Promise.allSettled(this.queued);
+    for (const r of [began, ...queued, result, commit]) if (r.status === 'rejected') throw r.reason;
     const tag = (commit as PromiseFulfilledResult<QueryResult>).value.command;
     if (tag !== 'COMMIT') throw new Error(`transaction ended with ${tag}`);
     this.state = 'committed';
@@ -386,6 +402,8 @@ function combinedText(writes: readonly Statement[]): string {
     ? `WITH ${ctes.join(', ')}, ${main.slice(main_with[0].length)}`
     : `WITH ${ctes.join(', ')} ${main}`;
 }
+
+const MAX_QUEUED = 16;
 
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected
 const MAX_TX_ATTEMPTS = 4;

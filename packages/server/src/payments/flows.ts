@@ -26,12 +26,12 @@ import { makeRefundOperation, type RefundInput } from './refunds.ts';
 import { accountsOf, ledgerWrites, type PaymentDeps, type Scope } from './shared.ts';
 import {
   type ChargeRow,
-  chargeInsert,
   eventInsert,
   INTENT_COLUMNS,
   type IntentRow,
   type IntentStatus,
   intentUpdate,
+  newCharge,
   type PaymentError,
   requireIntent,
   serializeCharge,
@@ -418,7 +418,7 @@ export async function recordAuthorizationAnswer(
     captured === 0 || (captured === Number(intent.amount) && intent.capture_method === 'automatic'),
     'only an automatic capture is captured with its approval, and in full',
   );
-  const insert = chargeInsert(ctx.scope, {
+  const { row: charge, insert } = newCharge(ctx.scope, {
     id: newId('ch'),
     payment_intent_id: intent.id,
     amount: intent.amount,
@@ -442,8 +442,8 @@ export async function recordAuthorizationAnswer(
     card: { ...s.pm.card, checks: { cvc_check: answer.cvc_check }, network: s.pm.card.brand },
     acquirer_id: answer.id,
   });
-  // One statement: the attempt's outcome, the card's cvc_check and the new charge.
-  const charge = (await tx.query(combineWrites([...resolution, insert]))).rows[0] as ChargeRow;
+  // The attempt's outcome, the card's cvc_check and the new charge go with the commit.
+  const recorded = [...resolution, insert];
   if (!approved) {
     const failed = await updateIntent(tx, intent.id, {
       status: 'requires_payment_method',
@@ -452,10 +452,10 @@ export async function recordAuthorizationAnswer(
     });
     return {
       ...declineResponse(failed, { ...error!, charge: charge.id }),
-      writes: [eventInsert(ctx.scope, 'payment_intent.payment_failed', serializeIntent(failed))],
+      writes: [...recorded, eventInsert(ctx.scope, 'payment_intent.payment_failed', serializeIntent(failed))],
     };
   }
-  if (captured > 0) return recordSale(deps, ctx.scope, tx, intent, answer, charge);
+  if (captured > 0) return recordSale(deps, ctx.scope, tx, intent, answer, charge, recorded);
   const manual = intent.capture_method === 'manual';
   // Sent with the commit, not one by one: each statement on its own was a round trip.
   const changes = {
@@ -465,7 +465,7 @@ export async function recordAuthorizationAnswer(
     amount_capturable: intent.amount,
   } as const;
   const authorized: IntentRow = { ...intent, ...changes };
-  const writes: Statement[] = [intentUpdate(intent.id, changes)];
+  const writes: Statement[] = [...recorded, intentUpdate(intent.id, changes)];
   const capture = manual ? null : attemptInsert(ctx.scope, authorized, 'capture', Number(intent.amount));
   if (capture) writes.push(capture.statement);
   // Last before the commit: the ledger locks the payment's accounts (hot ones among them),
@@ -494,6 +494,7 @@ async function recordSale(
   intent: IntentRow,
   answer: AcquirerTransaction,
   charge: ChargeRow,
+  recorded: Statement[],
 ): Promise<PhaseOutcome> {
   const captured = answer.captured_amount;
   const accounts = accountsOf(scope, intent);
@@ -513,6 +514,7 @@ async function recordSale(
   return {
     ...jsonResponse(200, serializeIntent(succeeded)),
     writes: [
+      ...recorded,
       intentUpdate(intent.id, changes),
       eventInsert(scope, 'charge.succeeded', serializeCharge(charge)),
       eventInsert(scope, 'payment_intent.succeeded', serializeIntent(succeeded)),
@@ -565,7 +567,7 @@ export async function recordCaptured(
   const changes = { status: 'succeeded', amount_received: String(captured), amount_capturable: '0' } as const;
   const succeeded: IntentRow = { ...intent, ...changes };
   // Last: see recordAuthorizationAnswer.
-  const ledger = await ledgerWrites(
+  await ledgerWrites(
     deps,
     tx,
     captureTransfers(intent.id, accountsOf(scope as RequestScope, intent), captured, fee),
@@ -573,7 +575,6 @@ export async function recordCaptured(
   return {
     ...jsonResponse(200, serializeIntent(succeeded)),
     writes: [
-      ...ledger,
       attemptResolution(s.attempt_id, 'succeeded', { captured }),
       intentUpdate(intent.id, changes),
       eventInsert(scope, 'charge.captured', serializeCharge(charge)),
@@ -721,7 +722,7 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
           const intent = await requireIntent(tx, ctx.scope, ctx.params.id, true);
           if (!CANCELABLE.includes(intent.status)) unexpectedState(intent, 'cancel', CANCELABLE);
           if (intent.status !== 'requires_capture')
-            return canceled(ctx.scope, tx, intent, ctx.params.cancellation_reason, []);
+            return canceled(ctx.scope, tx, intent, ctx.params.cancellation_reason);
           const attempt_id = await insertAttempt(tx, ctx.scope, intent, 'void', 0);
           return { recovery_point: 'void', state: { intent_id: intent.id, attempt_id } };
         }),
@@ -751,10 +752,9 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
             );
           }
           await resolveAttempt(tx, s.attempt_id, 'succeeded', {});
-          const ledger = await ledgerWrites(deps, tx, [
-            voidTransfer(locked.id, accountsOf(ctx.scope, locked)),
-          ]);
-          return canceled(ctx.scope, tx, locked, ctx.params.cancellation_reason, ledger);
+          const outcome = await canceled(ctx.scope, tx, locked, ctx.params.cancellation_reason);
+          await ledgerWrites(deps, tx, [voidTransfer(locked.id, accountsOf(ctx.scope, locked))]);
+          return outcome;
         });
       },
     },
@@ -775,7 +775,6 @@ export async function canceled(
   tx: Tx,
   intent: IntentRow,
   reason: string | undefined,
-  ledger: PhaseOutcome['writes'] & object,
 ): Promise<PhaseOutcome> {
   const row = await updateIntent(tx, intent.id, {
     status: 'canceled',
@@ -785,6 +784,6 @@ export async function canceled(
   });
   return {
     ...jsonResponse(200, serializeIntent(row)),
-    writes: [...ledger, eventInsert(scope, 'payment_intent.canceled', serializeIntent(row))],
+    writes: [eventInsert(scope, 'payment_intent.canceled', serializeIntent(row))],
   };
 }

@@ -155,10 +155,8 @@ export class Janitor {
           return [];
         }
         await resolveAttempt(tx, attempt.id, 'succeeded', {});
-        const ledger = await ledgerWrites(this.deps, tx, [
-          voidTransfer(intent.id, accountsOf(scope, intent)),
-        ]);
-        const outcome = await canceled(scope, tx, intent, 'abandoned', ledger);
+        const outcome = await canceled(scope, tx, intent, 'abandoned');
+        await ledgerWrites(this.deps, tx, [voidTransfer(intent.id, accountsOf(scope, intent))]);
         return [...(outcome.writes ?? [])];
       }
       case 'refund': {

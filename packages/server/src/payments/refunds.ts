@@ -186,11 +186,10 @@ export async function recordRefund(
   const { rows } = await tx.query(`UPDATE refunds SET status = 'succeeded' WHERE id = $1 RETURNING *`, [
     s.refund_id,
   ]);
-  const ledger = await ledgerWrites(deps, tx, transfers); // last: see recordAuthorizationAnswer
+  await ledgerWrites(deps, tx, transfers); // last: see recordAuthorizationAnswer
   return {
     ...jsonResponse(200, serializeRefund(rows[0])),
     writes: [
-      ...ledger,
       eventInsert(scope, 'refund.updated', serializeRefund(rows[0])),
       eventInsert(scope, 'charge.refunded', serializeCharge(updatedCharge)),
     ],

@@ -26,22 +26,18 @@ export function accountsOf(
 
 /**
  * Books `transfers` inside the phase's transaction, so they commit with the payment's state
- * and events or not at all. They run now rather than with the COMMIT: the ledger's checked
- * update must be the last part of its statement. Every transfer must succeed, or exist
- * already (a step redone after a crash). Returns no writes left to send.
+ * and events or not at all. Their writes are queued at once (the ledger's checked update must
+ * be the last part of its own statement) and travel with the commit in one round trip; should
+ * they fail, the commit fails. Every transfer must succeed, or exist already (a step redone
+ * after a crash). Call it last before the commit: the accounts stay locked until then.
  */
-export async function ledgerWrites(
-  deps: PaymentDeps,
-  tx: Tx,
-  transfers: TransferInput[],
-): Promise<Statement[]> {
+export async function ledgerWrites(deps: PaymentDeps, tx: Tx, transfers: TransferInput[]): Promise<void> {
   const { results, writes } = await deps.ledger.prepareInTransaction(tx, transfers);
   assert(
     results.every((r) => r === 'ok' || r === 'exists'),
     `payment transfers are booked (${results.join(', ')})`,
   );
-  if (writes.length > 0) await tx.query(combineWrites(writes));
-  return [];
+  if (writes.length > 0) tx.queue(combineWrites(writes));
 }
 
 export type Scope = { merchant_id: string; livemode: boolean };

@@ -178,13 +178,20 @@ export async function updateCharge(tx: Tx, id: string, fields: Record<string, un
   return rows[0] as ChargeRow;
 }
 
-/** The INSERT of a new charge, RETURNING the row; not sent, so it can go with other writes. */
-export function chargeInsert(scope: Scope, c: Omit<ChargeRow, 'created_at' | 'livemode'>): Statement {
-  return {
+/**
+ * A new charge: its row as it will read, and the INSERT, not sent, so it can go with the
+ * commit. Its creation time is taken here rather than by the database for the same reason.
+ */
+export function newCharge(
+  scope: Scope,
+  c: Omit<ChargeRow, 'created_at' | 'livemode'>,
+): { row: ChargeRow; insert: Statement } {
+  const row: ChargeRow = { ...c, livemode: scope.livemode, created_at: new Date() };
+  const insert = {
     name: 'moneta_charge_insert',
     text: `INSERT INTO charges (id, payment_intent_id, merchant_id, livemode, amount, amount_captured, amount_refunded, currency,
-             status, captured, failure_code, failure_message, outcome, payment_method_id, card, acquirer_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ${CHARGE_COLUMNS}`,
+             status, captured, failure_code, failure_message, outcome, payment_method_id, card, acquirer_id, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
     values: [
       c.id,
       c.payment_intent_id,
@@ -202,8 +209,10 @@ export function chargeInsert(scope: Scope, c: Omit<ChargeRow, 'created_at' | 'li
       c.payment_method_id,
       c.card,
       c.acquirer_id,
+      row.created_at,
     ],
   };
+  return { row, insert };
 }
 
 /** An event for the outbox, committed with the change it describes. */
