@@ -53,7 +53,7 @@ export async function startAcquirer(opts: AcquirerOptions): Promise<Acquirer> {
           ? `, cut a torn tail of ${opened.replay.truncated_bytes} bytes`
           : ''),
     );
-    sim = new Simulator(state, journal, fingerprintKey(apiKey), now);
+    sim = new Simulator(state, journal, fingerprintKey(apiKey), now, opts.sales ?? true);
     const front = new HttpFront({ sim, api_key: apiKey === '' ? null : apiKey, faults, now, log });
     const url = await listen(front, opts.port ?? 0, opts.host ?? DEFAULT_HOST);
     const openJournal = journal;

@@ -59,6 +59,7 @@ export class Simulator {
     private readonly journal: Journal,
     private readonly key: FingerprintKey,
     private readonly now: () => number,
+    private readonly sales = true,
   ) {}
 
   /** The journal failed: memory may hold changes the disk lacks, so stop answering. */
@@ -135,7 +136,7 @@ export class Simulator {
         created: unixSeconds(nowMs),
       };
       const capture =
-        approved && input.capture
+        approved && input.capture && this.sales
           ? { reference: input.reference, amount: input.amount, created: record.created }
           : null;
       return {

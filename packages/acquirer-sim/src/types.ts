@@ -90,6 +90,11 @@ export interface AcquirerOptions {
   /** Default 'sim_test_key'; '' turns authentication off. */
   api_key?: string;
   faults?: Faults;
+  /**
+   * Default true. False plays an acquirer without sales: an authorization's `capture: true`
+   * is accepted and ignored, and the approval comes back uncaptured.
+   */
+  sales?: boolean;
   /** Clock in epoch milliseconds (tests); default Date.now. */
   now?: () => number;
   /** Lifecycle lines (never request data); default silent. */

@@ -56,6 +56,10 @@ export interface PaymentAccounts {
   fees: string;
 }
 
+/** Account ids by owner and shard: each costs six v5 hashes, and every payment step asks. */
+const derived = new Map<string, PaymentAccounts>();
+const MAX_DERIVED = 50_000;
+
 export function paymentAccounts(
   merchant_id: string,
   acquirer: string,
@@ -63,10 +67,29 @@ export function paymentAccounts(
   livemode: boolean,
   intent_id: string,
 ): PaymentAccounts {
+  const shard = shardOf(intent_id);
+  const key = `${merchant_id}:${acquirer}:${currency}:${livemode}:${shard}`;
+  let accounts = derived.get(key);
+  if (accounts === undefined) {
+    // Frozen: every caller shares this object.
+    accounts = Object.freeze(deriveAccounts(merchant_id, acquirer, currency, livemode, shard));
+    Object.freeze(accounts.logical);
+    if (derived.size >= MAX_DERIVED) derived.clear();
+    derived.set(key, accounts);
+  }
+  return accounts;
+}
+
+function deriveAccounts(
+  merchant_id: string,
+  acquirer: string,
+  currency: string,
+  livemode: boolean,
+  shard: number,
+): PaymentAccounts {
   const entry = CURRENCIES[currency];
   assert(entry, 'the currency was validated');
   const mode = livemode ? 'live' : 'test';
-  const shard = shardOf(intent_id);
   const logical = {
     receivable: v5(`account:${CODES.acquirer_receivable}:${acquirer}:${currency}:${mode}`, NAMESPACE),
     merchant_pending: v5(`account:${CODES.merchant_pending}:${merchant_id}:${currency}:${mode}`, NAMESPACE),

@@ -72,6 +72,45 @@ async function agree(id: string, amount: number): Promise<void> {
   expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
 }
 
+describe('an acquirer without sales', () => {
+  it('an automatic capture approved uncaptured is captured by a second call, as a manual one', async () => {
+    // Named as the merchant's default acquirer, in a Moneta of its own.
+    const plain = await startAcquirer({
+      name: 'acme',
+      port: 0,
+      sales: false,
+      data_dir: await mkdtemp(path.join(tmpdir(), 'moneta-acq-plain-')),
+    });
+    const other = await startTestMoneta({ MONETA_ACQUIRERS: `acme=${plain.url}` });
+    try {
+      const res = await call(other.url, 'POST', '/v1/payment_intents', {
+        key: other.secret_key,
+        form: 'amount=4321&currency=usd&payment_method=pm_card_visa&confirm=true',
+      });
+      expect(res.body).toMatchObject({ status: 'succeeded', amount_received: 4321 });
+      const [auth] = plain.records().authorizations;
+      expect(auth).toMatchObject({ status: 'approved', captured_amount: 4321 });
+      // Two calls: the authorization, then a capture under its own reference.
+      expect(auth!.captures).toHaveLength(1);
+      expect(auth!.captures[0]!.reference).not.toBe(auth!.reference);
+      const events = await other.pool.query(
+        'SELECT type FROM events WHERE object_id = $1 OR type LIKE $2 ORDER BY seq',
+        [res.body.id, 'charge.%'],
+      );
+      // The last two commit together (in no set order between the two objects).
+      expect(events.rows.map((r) => r.type).sort()).toEqual([
+        'charge.captured',
+        'payment_intent.created',
+        'payment_intent.succeeded',
+      ]);
+      expect(JSON.stringify(await verifyLedger(other.pool))).toBe('[]');
+    } finally {
+      await other.close();
+      await plain.close();
+    }
+  });
+});
+
 describe('acquirer faults', () => {
   it('a lost authorization response is settled at once by inquiry: one authorization, one capture', async () => {
     fault('authorize', { lost_response_rate: 1 });

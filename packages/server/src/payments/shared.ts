@@ -1,5 +1,5 @@
 import type { Connectors } from '../connectors/index.ts';
-import { combineWrites, type Statement, type Tx } from '../db/pool.ts';
+import { combineWrites, type Tx } from '../db/pool.ts';
 import type { Ledger, TransferInput } from '../ledger/index.ts';
 import { assert } from '../lib/errors.ts';
 import type { Logger } from '../ops/logger.ts';
