@@ -209,8 +209,9 @@ export class Vault {
 
   /**
    * The only way to card data in clear: opens the card for `fn` (an acquirer call) and
-   * records the use in the audit log before `fn` runs, so even a use that crashes is on
-   * record. With `consume_cvc`, the CVC is deleted after `fn`, whatever its outcome.
+   * records the use in the audit log (durably) before anything is decrypted, so even a use
+   * that crashes is on record. With `consume_cvc`, the CVC is taken out of the vault by the
+   * statement that reads it, whatever `fn` then does.
    * The clear values live in `fn`'s scope only; JavaScript strings cannot be wiped, so
    * callers must not keep or log them (logs redact card numbers anyway).
    */
