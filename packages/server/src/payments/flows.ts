@@ -27,7 +27,6 @@ import { accountsOf, ledgerWrites, type PaymentDeps, type Scope } from './shared
 import {
   type ChargeRow,
   eventInsert,
-  INTENT_COLUMNS,
   type IntentRow,
   type IntentStatus,
   intentUpdate,
@@ -583,39 +582,67 @@ export async function recordCaptured(
   };
 }
 
-/** The new intent; with `acquirer`, one being confirmed as it is created (status processing). */
-function newIntentInsert(
+/**
+ * The new intent (with `acquirer`, one being confirmed as it is created: status processing):
+ * its row as it will read, and the INSERT, not sent. Built here, creation time included, so
+ * the phase needs no answer from the database and commits as one statement.
+ */
+function newIntent(
   scope: RequestScope,
   input: IntentInput,
   id: string,
   acquirer: string | null = null,
-) {
-  const status = acquirer
-    ? 'processing'
-    : input.payment_method
-      ? 'requires_confirmation'
-      : 'requires_payment_method';
-  return {
+): { row: IntentRow; insert: Statement } {
+  const row: IntentRow = {
+    id,
+    livemode: scope.livemode,
+    amount: String(input.amount),
+    currency: input.currency,
+    status: acquirer
+      ? 'processing'
+      : input.payment_method
+        ? 'requires_confirmation'
+        : 'requires_payment_method',
+    capture_method: input.capture_method ?? 'automatic',
+    customer_id: input.customer ?? null,
+    payment_method_id: input.payment_method ?? null,
+    description: input.description ?? null,
+    statement_descriptor: input.statement_descriptor ?? null,
+    metadata: metadataForCreate(input.metadata),
+    amount_capturable: '0',
+    amount_received: '0',
+    latest_charge: null,
+    last_payment_error: null,
+    cancellation_reason: null,
+    canceled_at: null,
+    acquirer,
+    authorization_id: null,
+    needs_review: false,
+    created_at: new Date(),
+  };
+  const insert = {
     name: 'moneta_intent_insert',
     text: `INSERT INTO payment_intents (id, merchant_id, livemode, amount, currency, status, capture_method, customer_id,
-             payment_method_id, description, statement_descriptor, metadata, acquirer)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${INTENT_COLUMNS}`,
+             payment_method_id, description, statement_descriptor, metadata, acquirer, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
     values: [
       id,
       scope.merchant_id,
-      scope.livemode,
-      input.amount,
-      input.currency,
-      status,
-      input.capture_method ?? 'automatic',
-      input.customer ?? null,
-      input.payment_method ?? null,
-      input.description ?? null,
-      input.statement_descriptor ?? null,
-      metadataForCreate(input.metadata),
+      row.livemode,
+      row.amount,
+      row.currency,
+      row.status,
+      row.capture_method,
+      row.customer_id,
+      row.payment_method_id,
+      row.description,
+      row.statement_descriptor,
+      row.metadata,
       acquirer,
+      row.created_at,
     ],
   };
+  return { row, insert };
 }
 
 export interface PaymentOperations {
@@ -638,11 +665,10 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
           const { input, confirm } = ctx.params;
           if (input.customer !== undefined) await requireLiveCustomer(tx, ctx.scope, input.customer);
           if (!confirm) {
-            const { rows } = await tx.query(newIntentInsert(ctx.scope, input, newId('pi')));
-            const intent = rows[0] as IntentRow;
+            const { row: intent, insert } = newIntent(ctx.scope, input, newId('pi'));
             return {
               ...jsonResponse(200, serializeIntent(intent)),
-              writes: [eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent))],
+              writes: [insert, eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent))],
             };
           }
           // Created and confirmed in one phase: the intent starts out processing, with its
@@ -650,21 +676,24 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
           assert(input.payment_method, 'a confirmation names its payment method (checked at the edge)');
           const { pm, writes } = await resolvePaymentMethod(deps, tx, ctx.scope, input.payment_method);
           const acquirer = await merchantAcquirer(tx, ctx.scope.merchant_id);
-          const intent_id = newId('pi');
-          const attempt = attemptInsert(ctx.scope, { id: intent_id, acquirer }, 'authorize', input.amount);
-          // One statement: the card (for a test shortcut), the attempt and the intent.
-          const { rows } = await tx.query(
-            combineWrites([
-              ...writes,
-              attempt.statement,
-              newIntentInsert(ctx.scope, { ...input, payment_method: pm.id }, intent_id, acquirer),
-            ]),
+          const { row: intent, insert } = newIntent(
+            ctx.scope,
+            { ...input, payment_method: pm.id },
+            newId('pi'),
+            acquirer,
           );
-          const intent = rows[0] as IntentRow;
+          const attempt = attemptInsert(ctx.scope, intent, 'authorize', input.amount);
+          // Nothing read (for a test shortcut, with the merchant's acquirer cached): the card,
+          // the intent, its attempt, the event and the idempotency record commit as one statement.
           return {
             recovery_point: 'authorize',
             state: { intent_id: intent.id, attempt_id: attempt.id, pm, intent: forCall(intent) },
-            writes: [eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent))],
+            writes: [
+              ...writes,
+              insert,
+              attempt.statement,
+              eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent)),
+            ],
           };
         }),
       ...steps,
