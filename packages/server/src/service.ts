@@ -9,6 +9,7 @@ import { createCustomerOperation, updateCustomerOperation } from './customers/in
 import { EmbeddedPostgres } from './db/embedded.ts';
 import { migrate, migrationsApplied } from './db/migrate.ts';
 import { createPool, type Pool } from './db/pool.ts';
+import { createEndpointOperation, EVENTS_INSERT, WebhookDispatcher } from './events/index.ts';
 import { IdempotencyEngine } from './idempotency/index.ts';
 import { startJobs } from './jobs/index.ts';
 import { DEFAULT_LEDGER_OPTIONS, Ledger, makeLedgerOperations } from './ledger/index.ts';
@@ -56,6 +57,8 @@ export interface RunningMoneta {
   connectors: Connectors;
   /** Settles acquirer calls of unknown outcome (also run by the `payments_janitor` job). */
   janitor: Janitor | null;
+  /** Delivers the outbox's events to webhook endpoints (null in the `api` role). */
+  dispatcher: WebhookDispatcher | null;
   /** The acquirers this process reaches, by name and URL. */
   acquirers: { name: string; url: string }[];
   metrics: Metrics;
@@ -86,12 +89,30 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
   let vault: Vault | null = null;
   let simulators: RunningSimulators | null = null;
   let connectors: Connectors | null = null;
+  let dispatcher: WebhookDispatcher | null = null;
   try {
     await migrate(db.pool, (m) => log.info({ migration: `${m.version}_${m.name}` }, 'migration applied'));
     const demo = config.demo_merchant && config.role !== 'worker' ? await ensureDemoMerchant(db.pool) : null;
 
     const metrics = new Metrics(db.pool, config.db_pool_max);
-    const engine = new IdempotencyEngine(db.pool, { lock_timeout_s: config.idempotency_lock_timeout_s, log });
+    // The outbox dispatcher runs where background work runs (roles all and worker); a commit
+    // that adds events nudges it, so delivery starts in milliseconds, not at the next poll.
+    dispatcher =
+      config.role === 'api'
+        ? null
+        : new WebhookDispatcher(db.pool, log, metrics, {
+            timeout_ms: config.webhook_timeout_ms,
+            allow_private: config.webhook_allow_private,
+            retry_scale: config.webhook_retry_scale,
+          });
+    const running_dispatcher = dispatcher;
+    const engine = new IdempotencyEngine(db.pool, {
+      lock_timeout_s: config.idempotency_lock_timeout_s,
+      log,
+      onCommit: (writes) => {
+        if (writes.some((w) => w.name === EVENTS_INSERT)) running_dispatcher?.nudge();
+      },
+    });
     engine.register(createCustomerOperation);
     engine.register(updateCustomerOperation);
     // Large ledger batches stream their transfers with COPY, which needs a pool that does not
@@ -114,6 +135,8 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     engine.register(payment_method_operations.create);
     engine.register(payment_method_operations.attach);
     engine.register(payment_method_operations.detach);
+    const endpoint_create = createEndpointOperation(config.webhook_allow_private);
+    engine.register(endpoint_create);
     // Acquirers: MONETA_ACQUIRERS, or (role all) the two simulators started beside us.
     let acquirers = config.acquirers;
     if (!acquirers && config.role === 'all') {
@@ -165,6 +188,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       vault,
       payment_method_operations,
       payment_operations,
+      endpoint_create,
       authenticator: new Authenticator(db.pool, config.auth_cache_ttl_ms),
       rate_limiter,
       readiness,
@@ -187,6 +211,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
         idempotency_retention_hours: config.idempotency_retention_hours,
       });
     }
+    dispatcher?.start();
     log.info({ url, role: config.role, embedded_db: db.embedded !== null }, 'moneta ready');
 
     const server = app;
@@ -210,6 +235,9 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
           server.server.closeAllConnections();
         }
         if (jobs) await jobs.stop().catch((err) => log.error({ err }, 'job runner did not stop cleanly'));
+        await running_dispatcher
+          ?.stop()
+          .catch((err) => log.error({ err }, 'webhook dispatcher did not stop cleanly'));
         await rate_limiter.close();
         running_vault.stop();
         await running_connectors.close();
@@ -231,6 +259,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       vault: running_vault,
       connectors: running_connectors,
       janitor,
+      dispatcher: running_dispatcher,
       acquirers: acquirers ?? [],
       metrics,
       jobs,
@@ -240,6 +269,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
   } catch (err) {
     await app?.close().catch(() => {});
     await jobs?.stop().catch(() => {});
+    await dispatcher?.stop().catch(() => {});
     vault?.stop();
     await connectors?.close().catch(() => {});
     await simulators?.stop();

@@ -13,6 +13,7 @@ import { errorHandling } from './plugins/errors.ts';
 import { observability } from './plugins/observability.ts';
 import { operations } from './plugins/operations.ts';
 import { customerRoutes } from './routes/customers.ts';
+import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ledgerRoutes } from './routes/ledger.ts';
 import { paymentMethodRoutes } from './routes/payment-methods.ts';
@@ -99,6 +100,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           operations: deps.payment_method_operations,
         });
         await v1.register(paymentRoutes, { pool: deps.pool, operations: deps.payment_operations });
+        await v1.register(eventRoutes, {
+          pool: deps.pool,
+          allow_private: deps.config.webhook_allow_private,
+          create: deps.endpoint_create,
+        });
       },
       { prefix: '/v1' },
     );

@@ -140,6 +140,23 @@ const SPECS = {
     allowed: 'an integer from 100 to 120000 (longest wait for an acquirer; past it the outcome is unknown)',
     default: '10000',
   },
+  MONETA_WEBHOOK_TIMEOUT_MS: {
+    schema: int(100, 60_000),
+    allowed:
+      'an integer from 100 to 60000 (how long a webhook endpoint has to answer 2xx; Stripe allows 15000)',
+    default: '15000',
+  },
+  MONETA_WEBHOOK_ALLOW_PRIVATE: {
+    schema: bool,
+    allowed:
+      'true or false (true lets webhook endpoints be loopback, private or link-local addresses: for development and tests only)',
+    default: 'false',
+  },
+  MONETA_WEBHOOK_RETRY_SCALE: {
+    schema: z.coerce.number().positive().max(1),
+    allowed: 'a number above 0 and at most 1 (shrinks the 3-day retry schedule; for tests)',
+    default: '1',
+  },
   MONETA_AUTH_CACHE_TTL_MS: {
     schema: int(0, 60_000),
     allowed: 'an integer from 0 to 60000 (how long a verified API key is cached)',
@@ -176,6 +193,9 @@ export interface Config {
   acquirers: { name: string; url: string }[] | undefined;
   acquirer_api_key: string;
   acquirer_timeout_ms: number;
+  webhook_timeout_ms: number;
+  webhook_allow_private: boolean;
+  webhook_retry_scale: number;
 }
 
 export class ConfigError extends Error {
@@ -270,6 +290,9 @@ export function loadConfig(
     }),
     acquirer_api_key: values.MONETA_ACQUIRER_API_KEY as string,
     acquirer_timeout_ms: values.MONETA_ACQUIRER_TIMEOUT_MS as number,
+    webhook_timeout_ms: values.MONETA_WEBHOOK_TIMEOUT_MS as number,
+    webhook_allow_private: values.MONETA_WEBHOOK_ALLOW_PRIVATE as boolean,
+    webhook_retry_scale: values.MONETA_WEBHOOK_RETRY_SCALE as number,
   };
 }
 

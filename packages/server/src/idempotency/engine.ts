@@ -99,6 +99,8 @@ class Run<P> implements PhaseContext<P> {
 export interface EngineOptions {
   lock_timeout_s: number;
   log: Logger;
+  /** Told of each phase's writes once they are durable (the outbox dispatcher looks at once). */
+  onCommit?: (writes: readonly Statement[]) => void;
 }
 
 export class IdempotencyEngine {
@@ -220,6 +222,7 @@ export class IdempotencyEngine {
         const { writes = [], ...outcome } = await fn(tx);
         if (binding.mode === 'ephemeral') {
           await tx.commit(writes);
+          this.opts.onCommit?.(writes);
           return outcome;
         }
         const key_statement =
@@ -228,6 +231,7 @@ export class IdempotencyEngine {
             : this.updateKeyRow(run, binding, outcome);
         const key_result = await tx.commit([...writes, key_statement]);
         assert(key_result?.rowCount === 1, 'the key row statement wrote its row');
+        this.opts.onCommit?.(writes);
         return outcome;
       });
     } catch (err) {

@@ -8,7 +8,19 @@ import { randomUnit } from './random.ts';
  */
 const nextUlid = monotonicFactory(randomUnit);
 
-export type IdPrefix = 'cus' | 'acct' | 'key' | 'req' | 'evt' | 'pm' | 'card' | 'pi' | 'ch' | 're' | 'pa';
+export type IdPrefix =
+  | 'cus'
+  | 'acct'
+  | 'key'
+  | 'req'
+  | 'evt'
+  | 'pm'
+  | 'card'
+  | 'pi'
+  | 'ch'
+  | 're'
+  | 'pa'
+  | 'we';
 
 export function newId(prefix: IdPrefix): string {
   return `${prefix}_${nextUlid()}`;

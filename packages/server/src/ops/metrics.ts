@@ -72,6 +72,23 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly outbox_lag = new client.Gauge({
+    name: 'moneta_outbox_lag_seconds',
+    help: 'Age of the oldest event not yet fanned out to webhook endpoints (0 when the outbox is empty)',
+    registers: [this.registry],
+  });
+  readonly webhook_attempts = new client.Counter({
+    name: 'moneta_webhook_attempts_total',
+    help: 'Webhook delivery attempts by outcome: succeeded, failed (will retry or gave up), postponed (circuit open)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly webhook_endpoints_disabled = new client.Counter({
+    name: 'moneta_webhook_endpoints_disabled_total',
+    help: 'Webhook endpoints disabled after failing for three days',
+    registers: [this.registry],
+  });
+
   constructor(pool: Pool | null, pool_max: number) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'moneta_process_' });
     if (pool) this.observePool(pool, pool_max);

@@ -1,6 +1,7 @@
 import { type AcquirerTransaction, type Connector, ConnectorError } from '../connectors/index.ts';
 import { requireLiveCustomer } from '../customers/index.ts';
 import { combineWrites, type Statement, type Tx } from '../db/pool.ts';
+import { eventInsert } from '../events/index.ts';
 import type { IdempotentOperation, PhaseContext, PhaseOutcome, RequestScope } from '../idempotency/index.ts';
 import { jsonResponse } from '../idempotency/index.ts';
 import { assert, invalidRequest, MonetaError, resourceMissing } from '../lib/errors.ts';
@@ -26,7 +27,6 @@ import { makeRefundOperation, type RefundInput } from './refunds.ts';
 import { accountsOf, ledgerWrites, type PaymentDeps, type Scope } from './shared.ts';
 import {
   type ChargeRow,
-  eventInsert,
   type IntentRow,
   type IntentStatus,
   intentUpdate,

@@ -1,4 +1,5 @@
 import type { Tx } from '../db/pool.ts';
+import { eventInsert } from '../events/index.ts';
 import type { IdempotentOperation, PhaseOutcome, RequestScope } from '../idempotency/index.ts';
 import { jsonResponse } from '../idempotency/index.ts';
 import { assert, invalidRequest } from '../lib/errors.ts';
@@ -17,7 +18,6 @@ import { captureFee } from './currency.ts';
 import { accountsOf, ledgerWrites, type PaymentDeps, type Scope } from './shared.ts';
 import {
   chargeOf,
-  eventInsert,
   findRefund,
   type RefundRow,
   requireIntent,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Queryable, Statement, Tx } from '../db/pool.ts';
 import { assert, invalidRequest, resourceMissing } from '../lib/errors.ts';
-import { isIdOf, newId } from '../lib/ids.ts';
+import { isIdOf } from '../lib/ids.ts';
 import { type CreatedFilter, type ListParams, listPage, type Page, Where } from '../lib/list.ts';
 import { type Metadata, orderedMetadata } from '../lib/metadata.ts';
 
@@ -216,15 +216,6 @@ export function newCharge(
 }
 
 /** An event for the outbox, committed with the change it describes. */
-export function eventInsert(scope: Scope, type: string, object: Record<string, unknown>): Statement {
-  assert(typeof object.id === 'string', 'an event describes an object with an id');
-  return {
-    name: 'moneta_events_insert',
-    text: `INSERT INTO events (id, merchant_id, livemode, type, object_id, data) VALUES ($1, $2, $3, $4, $5, $6)`,
-    values: [newId('evt'), scope.merchant_id, scope.livemode, type, object.id, { object }],
-  };
-}
-
 export interface IntentListParams extends ListParams {
   customer?: string | undefined;
   created?: CreatedFilter | number | undefined;

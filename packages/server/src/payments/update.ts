@@ -1,14 +1,8 @@
+import { eventInsert } from '../events/index.ts';
 import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
 import { mergeMetadata } from '../lib/metadata.ts';
 import type { IntentInput } from './flows.ts';
-import {
-  eventInsert,
-  type IntentStatus,
-  requireIntent,
-  serializeIntent,
-  unexpectedState,
-  updateIntent,
-} from './store.ts';
+import { type IntentStatus, requireIntent, serializeIntent, unexpectedState, updateIntent } from './store.ts';
 
 /** What an update may change: any field of a new intent. */
 export type IntentUpdate = Partial<IntentInput>;

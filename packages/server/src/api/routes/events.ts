@@ -1,0 +1,176 @@
+import type { FastifyInstance } from 'fastify';
+import type { Pool } from '../../db/pool.ts';
+import {
+  DEFAULT_SECRET_OVERLAP_S,
+  deleteEndpoint,
+  type EndpointCreateInput,
+  type EndpointInput,
+  type EventListParams,
+  listEndpoints,
+  listEvents,
+  MAX_SECRET_OVERLAP_S,
+  retrieveEndpoint,
+  retrieveEvent,
+  rollSecret,
+  serializeEndpoint,
+  serializeEvent,
+  updateEndpoint,
+} from '../../events/index.ts';
+import type { IdempotentOperation } from '../../idempotency/index.ts';
+import type { ListParams } from '../../lib/list.ts';
+import { scopeOf } from '../plugins/operations.ts';
+import {
+  createdFilterSchema,
+  expandSchema,
+  idParam,
+  listQueryProperties,
+  metadataSchema,
+  noQuery,
+  rejectExpand,
+  str,
+} from '../schemas.ts';
+
+/** The Events API and webhook endpoints (`/v1/events`, `/v1/webhook_endpoints`). */
+
+const eventTypes = { type: 'array', minItems: 1, maxItems: 256, items: str(100) } as const;
+
+const endpointFields = {
+  url: str(2048),
+  enabled_events: eventTypes,
+  description: str(5000),
+  metadata: metadataSchema,
+  expand: expandSchema,
+} as const;
+
+const createBody = {
+  type: 'object',
+  properties: endpointFields,
+  required: ['url', 'enabled_events'],
+  additionalProperties: false,
+} as const;
+
+const updateBody = {
+  type: 'object',
+  properties: { ...endpointFields, disabled: { type: 'boolean' } },
+  additionalProperties: false,
+} as const;
+
+const rollBody = {
+  type: 'object',
+  properties: { expires_in: { type: 'integer', minimum: 0, maximum: MAX_SECRET_OVERLAP_S } },
+  additionalProperties: false,
+} as const;
+
+const eventListQuery = {
+  type: 'object',
+  properties: { ...listQueryProperties, type: str(100), created: createdFilterSchema },
+  additionalProperties: false,
+} as const;
+
+const endpointListQuery = {
+  type: 'object',
+  properties: listQueryProperties,
+  additionalProperties: false,
+} as const;
+
+type WithExpand<T> = T & { expand?: string[] };
+
+export async function eventRoutes(
+  app: FastifyInstance,
+  opts: { pool: Pool; allow_private: boolean; create: IdempotentOperation<EndpointCreateInput> },
+) {
+  const { pool, allow_private } = opts;
+
+  app.get('/events/:id', { schema: { params: idParam, querystring: noQuery } }, async (req, reply) => {
+    rejectExpand((req.query as { expand?: string[] }).expand);
+    const event = await retrieveEvent(pool, scopeOf(req), (req.params as { id: string }).id);
+    return app.sendJson(reply, 200, serializeEvent(event, event.pending_webhooks));
+  });
+
+  app.get('/events', { schema: { querystring: eventListQuery } }, async (req, reply) => {
+    const query = req.query as WithExpand<EventListParams>;
+    rejectExpand(query.expand);
+    const page = await listEvents(pool, scopeOf(req), query);
+    return app.sendJson(reply, 200, {
+      object: 'list',
+      url: '/v1/events',
+      has_more: page.has_more,
+      data: page.data.map((e) => serializeEvent(e, e.pending_webhooks)),
+    });
+  });
+
+  app.post(
+    '/webhook_endpoints',
+    { schema: { body: createBody, querystring: noQuery } },
+    async (req, reply) => {
+      const { expand, ...input } = req.body as WithExpand<EndpointCreateInput>;
+      rejectExpand(expand);
+      return app.runOperation(req, reply, opts.create, input);
+    },
+  );
+
+  app.get(
+    '/webhook_endpoints/:id',
+    { schema: { params: idParam, querystring: noQuery } },
+    async (req, reply) => {
+      rejectExpand((req.query as { expand?: string[] }).expand);
+      const row = await retrieveEndpoint(pool, scopeOf(req), (req.params as { id: string }).id);
+      return app.sendJson(reply, 200, serializeEndpoint(row));
+    },
+  );
+
+  app.post(
+    '/webhook_endpoints/:id',
+    { schema: { params: idParam, body: updateBody, querystring: noQuery } },
+    async (req, reply) => {
+      const { expand, ...input } = req.body as WithExpand<EndpointInput>;
+      rejectExpand(expand);
+      const row = await updateEndpoint(
+        pool,
+        scopeOf(req),
+        (req.params as { id: string }).id,
+        input,
+        allow_private,
+      );
+      return app.sendJson(reply, 200, serializeEndpoint(row));
+    },
+  );
+
+  // Moneta's addition: a new secret, the old one signing beside it for `expires_in` seconds.
+  app.post(
+    '/webhook_endpoints/:id/roll_secret',
+    { schema: { params: idParam, body: rollBody, querystring: noQuery } },
+    async (req, reply) => {
+      const { expires_in } = (req.body ?? {}) as { expires_in?: number };
+      const row = await rollSecret(
+        pool,
+        scopeOf(req),
+        (req.params as { id: string }).id,
+        expires_in ?? DEFAULT_SECRET_OVERLAP_S,
+      );
+      return app.sendJson(reply, 200, serializeEndpoint(row, true));
+    },
+  );
+
+  app.delete(
+    '/webhook_endpoints/:id',
+    { schema: { params: idParam, querystring: noQuery } },
+    async (req, reply) => {
+      const id = (req.params as { id: string }).id;
+      await deleteEndpoint(pool, scopeOf(req), id);
+      return app.sendJson(reply, 200, { id, object: 'webhook_endpoint', deleted: true });
+    },
+  );
+
+  app.get('/webhook_endpoints', { schema: { querystring: endpointListQuery } }, async (req, reply) => {
+    const query = req.query as WithExpand<ListParams>;
+    rejectExpand(query.expand);
+    const page = await listEndpoints(pool, scopeOf(req), query);
+    return app.sendJson(reply, 200, {
+      object: 'list',
+      url: '/v1/webhook_endpoints',
+      has_more: page.has_more,
+      data: page.data.map((row) => serializeEndpoint(row)),
+    });
+  });
+}

@@ -1,0 +1,468 @@
+import {
+  type BulkheadPolicy,
+  bulkhead,
+  type CircuitBreakerPolicy,
+  CircuitState,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  handleAll,
+  isBrokenCircuitError,
+} from 'cockatiel';
+import { Agent, request } from 'undici';
+import { type Pool, withTransaction } from '../db/pool.ts';
+import { assert } from '../lib/errors.ts';
+import type { Logger } from '../ops/logger.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import { type EndpointRow, serializeEndpoint } from './endpoints.ts';
+import { checkEndpointUrl, guardedLookup } from './guard.ts';
+import { eventInsert } from './outbox.ts';
+import { signatureHeader } from './signature.ts';
+import { serializeEvent } from './store.ts';
+
+/**
+ * Takes events out of the outbox and delivers them to webhook endpoints, at least once.
+ *
+ * Two steps, each a single statement that several dispatchers (processes) can run at once
+ * without doing the same work twice (row locks taken with SKIP LOCKED):
+ * - fan-out: a batch of undispatched events, in commit order, becomes one delivery row per
+ *   endpoint that wants it, and the events are marked dispatched;
+ * - claim: due deliveries are leased (their due time moves past the attempt's longest
+ *   possible duration), then posted; each attempt is recorded and the delivery rescheduled.
+ *   A dispatcher that dies mid-attempt leaves the lease to run out, and another retries: a
+ *   receiver may see an event twice, always with the same event id.
+ *
+ * Endpoints are isolated: each has its own bulkhead (at most `per_endpoint` attempts in
+ * flight) and circuit breaker, and an endpoint that is full or whose circuit is open is left
+ * out of the next claim, so a slow or dead endpoint never holds up the others.
+ */
+
+/** Waits after failed attempts 1…7; the 8th failure ends the delivery (Stripe's 3-day span). */
+export const RETRY_DELAYS_S = [60, 300, 1800, 7200, 18_000, 36_000, 86_400] as const;
+export const MAX_ATTEMPTS = RETRY_DELAYS_S.length + 1;
+/** An endpoint whose every delivery has failed for this long is disabled. */
+export const DISABLE_AFTER_S = 3 * 24 * 3600;
+/** While a circuit is open, its endpoint's deliveries wait this long without an attempt. */
+const POSTPONE_S = 30;
+const EXCERPT_CHARS = 500;
+
+export interface DispatcherOptions {
+  /** A 2xx within this time is a success (Stripe: 15 s). */
+  timeout_ms: number;
+  allow_private: boolean;
+  /** Multiplies every wait of the retry schedule (tests shrink three days to seconds). */
+  retry_scale: number;
+  fanout_batch?: number;
+  claim_batch?: number;
+  max_in_flight?: number;
+  per_endpoint?: number;
+  /** Longest sleep when there is nothing to do and nobody nudges. */
+  poll_ms?: number;
+  /** Consecutive failures that open an endpoint's circuit. */
+  breaker_failures?: number;
+  breaker_half_open_ms?: number;
+}
+
+interface Claimed {
+  endpoint_id: string;
+  event_id: string;
+  attempts: number;
+  url: string;
+  secrets: string[];
+  type: string;
+  data: { object: Record<string, unknown> };
+  livemode: boolean;
+  created_at: Date;
+  pending_webhooks: number;
+}
+
+interface Outcome {
+  ok: boolean;
+  status_code: number | null;
+  latency_ms: number;
+  excerpt: string | null;
+  error: string | null;
+}
+
+class DeliveryFailed extends Error {
+  constructor(readonly outcome: Outcome) {
+    super(outcome.error ?? `HTTP ${outcome.status_code}`);
+  }
+}
+
+interface EndpointGate {
+  bulkhead: BulkheadPolicy;
+  breaker: CircuitBreakerPolicy;
+  in_flight: number;
+  /** Until when an open circuit holds the endpoint's deliveries back (then one may probe it). */
+  closed_until_ms: number;
+}
+
+const MAX_GATES = 10_000;
+
+export class WebhookDispatcher {
+  private readonly agent: Agent;
+  private readonly gates = new Map<string, EndpointGate>();
+  private in_flight = 0;
+  private readonly attempts = new Set<Promise<void>>();
+  private running: Promise<void> | null = null;
+  private stopped = false;
+  private wake: (() => void) | null = null;
+  private last_disable_check_ms = 0;
+  private last_lag_ms = 0;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly log: Logger,
+    private readonly metrics: Metrics | null,
+    private readonly opts: DispatcherOptions,
+  ) {
+    assert(opts.retry_scale > 0 && opts.retry_scale <= 1, 'retry scale within (0, 1]');
+    this.agent = new Agent({
+      connect: { lookup: guardedLookup(opts.allow_private), timeout: opts.timeout_ms },
+      keepAliveTimeout: 10_000,
+      // Redirects are never followed (undici's request does not): a 3xx is a failed attempt.
+    });
+  }
+
+  start(): void {
+    assert(this.running === null, 'the dispatcher starts once');
+    this.running = this.loop();
+  }
+
+  /** Something was committed to the outbox, or a slot freed up: look now rather than at the next poll. */
+  nudge(): void {
+    this.wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.nudge();
+    await this.running;
+    // Attempts in flight finish (each is bounded by the timeout) so their outcome is recorded.
+    await Promise.allSettled([...this.attempts]);
+    await this.agent.close();
+  }
+
+  /** One round of work, for tests and the loop: fan out, claim and start attempts. */
+  async runOnce(): Promise<{ dispatched: number; started: number }> {
+    const dispatched = await this.fanOut();
+    const started = await this.claimAndStart();
+    if (Date.now() - this.last_disable_check_ms > 60_000 * this.opts.retry_scale) {
+      this.last_disable_check_ms = Date.now();
+      await this.disableFailingEndpoints();
+    }
+    return { dispatched, started };
+  }
+
+  /** Waits for every attempt started so far to be recorded (tests). */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.attempts]);
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      let busy = false;
+      try {
+        const { dispatched, started } = await this.runOnce();
+        busy = dispatched >= (this.opts.fanout_batch ?? 500) || started > 0;
+        if (Date.now() - this.last_lag_ms >= 1000) {
+          this.last_lag_ms = Date.now();
+          await this.measureLag();
+        }
+      } catch (err) {
+        this.log.warn({ err }, 'webhook dispatch failed; retrying shortly');
+      }
+      if (!busy) await this.sleep(this.opts.poll_ms ?? 100);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = null;
+        done();
+      };
+    });
+  }
+
+  /** Undispatched events (oldest first) become deliveries; returns how many events left the outbox. */
+  private async fanOut(): Promise<number> {
+    const { rows } = await this.pool.query({
+      name: 'moneta_webhooks_fan_out',
+      text: `WITH batch AS (
+               SELECT seq, id, merchant_id, livemode, type FROM events
+                WHERE dispatched_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED),
+             fan AS (
+               INSERT INTO webhook_deliveries (endpoint_id, event_id, merchant_id, livemode)
+               SELECT e.id, b.id, b.merchant_id, b.livemode
+                 FROM batch b JOIN webhook_endpoints e
+                   ON e.merchant_id = b.merchant_id AND e.livemode = b.livemode
+                  AND e.status = 'enabled' AND e.deleted_at IS NULL
+                  AND (b.type = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events))
+               ON CONFLICT DO NOTHING)
+             UPDATE events SET dispatched_at = now() FROM batch WHERE events.seq = batch.seq
+             RETURNING events.seq`,
+      values: [this.opts.fanout_batch ?? 500],
+    });
+    return rows.length;
+  }
+
+  private async claimAndStart(): Promise<number> {
+    const free = (this.opts.max_in_flight ?? 64) - this.in_flight;
+    if (free <= 0) return 0;
+    const per_endpoint = this.opts.per_endpoint ?? 4;
+    // Endpoints that cannot take more now (full, or circuit open) are left out of the claim.
+    // (The breaker moves from open to half-open only when called, so the time is kept here.)
+    const now_ms = Date.now();
+    const held_back = [...this.gates]
+      .filter(
+        ([, g]) =>
+          g.in_flight >= per_endpoint ||
+          (g.breaker.state === CircuitState.Open && now_ms < g.closed_until_ms),
+      )
+      .map(([id]) => id);
+    const lease_s = Math.ceil((2 * this.opts.timeout_ms) / 1000) + 30;
+    const { rows } = await this.pool.query({
+      name: 'moneta_webhooks_claim',
+      text: `WITH candidates AS (
+               SELECT endpoint_id, event_id, next_attempt_at FROM webhook_deliveries
+                WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($1::text[])
+                  -- A disabled endpoint's deliveries wait (for its re-enabling) without taking slots.
+                  AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = endpoint_id AND e.status = 'enabled')
+                ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+             due AS (
+               SELECT endpoint_id, event_id FROM (
+                 SELECT endpoint_id, event_id,
+                        row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS n
+                   FROM candidates) c
+                WHERE n <= $3 LIMIT $4)
+             UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $5)
+               FROM due, webhook_endpoints e, events ev
+              WHERE d.endpoint_id = due.endpoint_id AND d.event_id = due.event_id
+                AND e.id = d.endpoint_id AND e.status = 'enabled' AND ev.id = d.event_id
+             RETURNING d.endpoint_id, d.event_id, d.attempts, e.url, e.secret,
+                       CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret,
+                       ev.type, ev.data, ev.livemode, ev.created_at,
+                       (SELECT count(*)::int FROM webhook_deliveries x
+                         WHERE x.event_id = d.event_id AND x.status = 'pending') AS pending_webhooks`,
+      values: [held_back, free * 4, per_endpoint, free, lease_s],
+    });
+    for (const row of rows) {
+      const claimed: Claimed = {
+        ...(row as Omit<Claimed, 'secrets'>),
+        secrets: [row.secret as string, ...(row.previous_secret ? [row.previous_secret as string] : [])],
+      };
+      const attempt = this.attempt(claimed).finally(() => {
+        this.attempts.delete(attempt);
+      });
+      this.attempts.add(attempt);
+    }
+    return rows.length;
+  }
+
+  private gate(endpoint_id: string): EndpointGate {
+    let gate = this.gates.get(endpoint_id);
+    if (gate === undefined) {
+      if (this.gates.size >= MAX_GATES) {
+        for (const [id, g] of this.gates) if (g.in_flight === 0) this.gates.delete(id);
+      }
+      // Scaled with the retry schedule, so tests that shrink days to seconds shrink this too.
+      const half_open_ms = Math.max(10, (this.opts.breaker_half_open_ms ?? 30_000) * this.opts.retry_scale);
+      const breaker = circuitBreaker(handleAll, {
+        halfOpenAfter: half_open_ms,
+        breaker: new ConsecutiveBreaker(this.opts.breaker_failures ?? 5),
+      });
+      const created: EndpointGate = {
+        // Claims already respect the limit; the queue absorbs the rare overshoot.
+        bulkhead: bulkhead(this.opts.per_endpoint ?? 4, 2 * (this.opts.per_endpoint ?? 4)),
+        breaker,
+        in_flight: 0,
+        closed_until_ms: 0,
+      };
+      breaker.onBreak(() => {
+        created.closed_until_ms = Date.now() + half_open_ms;
+      });
+      gate = created;
+      this.gates.set(endpoint_id, gate);
+    }
+    return gate;
+  }
+
+  private async attempt(c: Claimed): Promise<void> {
+    const gate = this.gate(c.endpoint_id);
+    gate.in_flight += 1;
+    this.in_flight += 1;
+    try {
+      const outcome = await gate.bulkhead.execute(() =>
+        gate.breaker.execute(async () => {
+          const o = await this.post(c);
+          if (!o.ok) throw new DeliveryFailed(o);
+          return o;
+        }),
+      );
+      await this.record(c, outcome);
+    } catch (err) {
+      if (isBrokenCircuitError(err)) {
+        await this.postpone(c);
+      } else {
+        const outcome =
+          err instanceof DeliveryFailed
+            ? err.outcome
+            : {
+                ok: false,
+                status_code: null,
+                latency_ms: 0,
+                excerpt: null,
+                error: String(err).slice(0, EXCERPT_CHARS),
+              };
+        await this.record(c, outcome);
+      }
+    } finally {
+      gate.in_flight -= 1;
+      this.in_flight -= 1;
+      this.nudge();
+    }
+  }
+
+  /** One POST of the event; never throws (a failure is an outcome). */
+  private async post(c: Claimed): Promise<Outcome> {
+    const body = JSON.stringify(serializeEvent({ ...c, id: c.event_id }, c.pending_webhooks));
+    const started = performance.now();
+    const latency = () => Math.round(performance.now() - started);
+    try {
+      // Checked again at each attempt: the operator may have turned private addresses off.
+      checkEndpointUrl(c.url, this.opts.allow_private);
+      const res = await request(c.url, {
+        method: 'POST',
+        dispatcher: this.agent,
+        headers: {
+          'content-type': 'application/json; charset=utf-8',
+          'user-agent': 'Moneta/1.0 (+webhooks)',
+          'stripe-signature': signatureHeader(body, c.secrets, Math.floor(Date.now() / 1000)),
+        },
+        body,
+        headersTimeout: this.opts.timeout_ms,
+        bodyTimeout: this.opts.timeout_ms,
+        signal: AbortSignal.timeout(this.opts.timeout_ms),
+      });
+      const excerpt = await readExcerpt(res.body);
+      const ok = res.statusCode >= 200 && res.statusCode < 300;
+      return { ok, status_code: res.statusCode, latency_ms: latency(), excerpt, error: null };
+    } catch (err) {
+      const message =
+        (err as Error).name === 'TimeoutError'
+          ? `no answer within ${this.opts.timeout_ms} ms`
+          : (err as Error).message;
+      return {
+        ok: false,
+        status_code: null,
+        latency_ms: latency(),
+        excerpt: null,
+        error: message.slice(0, EXCERPT_CHARS),
+      };
+    }
+  }
+
+  /** Records the attempt and what follows: done, the next try on the schedule, or given up. */
+  private async record(c: Claimed, o: Outcome): Promise<void> {
+    const attempt = c.attempts + 1;
+    const status = o.ok ? 'succeeded' : attempt >= MAX_ATTEMPTS ? 'failed' : 'pending';
+    const wait_s = status === 'pending' ? retryDelay(attempt, this.opts.retry_scale) : 0;
+    this.metrics?.webhook_attempts.inc({ outcome: o.ok ? 'succeeded' : 'failed' });
+    await this.pool.query({
+      name: 'moneta_webhooks_record',
+      text: `WITH attempt AS (
+               INSERT INTO webhook_attempts (endpoint_id, event_id, attempt, status_code, latency_ms, response_excerpt, error)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT DO NOTHING),
+             endpoint AS (
+               UPDATE webhook_endpoints
+                  SET failing_since = CASE WHEN $8 = 'succeeded' THEN NULL ELSE coalesce(failing_since, now()) END
+                WHERE id = $1 AND (failing_since IS NULL) = ($8 <> 'succeeded'))
+             UPDATE webhook_deliveries
+                SET attempts = $3, status = $8, last_status_code = $4, last_error = $7,
+                    next_attempt_at = now() + make_interval(secs => $9),
+                    delivered_at = CASE WHEN $8 = 'succeeded' THEN now() END
+              WHERE endpoint_id = $1 AND event_id = $2`,
+      values: [
+        c.endpoint_id,
+        c.event_id,
+        attempt,
+        o.status_code,
+        o.latency_ms,
+        o.excerpt,
+        o.error,
+        status,
+        wait_s,
+      ],
+    });
+  }
+
+  /** The endpoint's circuit is open: try again later without counting an attempt. */
+  private async postpone(c: Claimed): Promise<void> {
+    this.metrics?.webhook_attempts.inc({ outcome: 'postponed' });
+    await this.pool.query(
+      `UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $3)
+        WHERE endpoint_id = $1 AND event_id = $2 AND status = 'pending'`,
+      [c.endpoint_id, c.event_id, POSTPONE_S * this.opts.retry_scale],
+    );
+  }
+
+  /** Endpoints failing for three days are disabled, with a `webhook_endpoint.disabled` event. */
+  async disableFailingEndpoints(): Promise<number> {
+    return withTransaction(this.pool, async (tx) => {
+      const { rows } = await tx.query(
+        `UPDATE webhook_endpoints SET status = 'disabled'
+          WHERE status = 'enabled' AND deleted_at IS NULL
+            AND failing_since < now() - make_interval(secs => $1)
+          RETURNING id, merchant_id, livemode, url, enabled_events, description, metadata, status, secret,
+                    previous_secret, previous_secret_expires_at, failing_since, created_at`,
+        [DISABLE_AFTER_S * this.opts.retry_scale],
+      );
+      for (const row of rows) {
+        this.log.warn(
+          { endpoint: row.id, merchant: row.merchant_id },
+          'webhook endpoint disabled after failing for three days',
+        );
+        this.metrics?.webhook_endpoints_disabled.inc();
+      }
+      await tx.commit(
+        rows.map((row) =>
+          eventInsert(row, 'webhook_endpoint.disabled', serializeEndpoint(row as EndpointRow)),
+        ),
+      );
+      return rows.length;
+    });
+  }
+
+  private async measureLag(): Promise<void> {
+    if (!this.metrics) return;
+    const { rows } = await this.pool.query(
+      `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS lag_s
+         FROM events WHERE dispatched_at IS NULL`,
+    );
+    this.metrics.outbox_lag.set(rows[0].lag_s as number);
+  }
+}
+
+/** The wait after failed attempt `attempt` (1-based), with ±10 % jitter so retries spread out. */
+export function retryDelay(attempt: number, scale: number): number {
+  assert(attempt >= 1 && attempt < MAX_ATTEMPTS, 'a delay follows attempts 1…7');
+  const base = RETRY_DELAYS_S[attempt - 1]! * scale;
+  return base * (0.9 + 0.2 * Math.random());
+}
+
+async function readExcerpt(body: AsyncIterable<Buffer> & { destroy?: () => void }): Promise<string | null> {
+  let text = '';
+  for await (const chunk of body) {
+    text += chunk.toString('utf8');
+    if (text.length >= EXCERPT_CHARS) break;
+  }
+  body.destroy?.();
+  return text.length > 0 ? text.slice(0, EXCERPT_CHARS) : null;
+}

@@ -1,0 +1,37 @@
+/**
+ * Events and webhooks: the outbox (`eventInsert`), the Events API, webhook endpoints, and
+ * the dispatcher that delivers events to them, signed as Stripe signs them.
+ */
+export {
+  DISABLE_AFTER_S,
+  type DispatcherOptions,
+  MAX_ATTEMPTS,
+  RETRY_DELAYS_S,
+  retryDelay,
+  WebhookDispatcher,
+} from './dispatcher.ts';
+export {
+  DEFAULT_SECRET_OVERLAP_S,
+  deleteEndpoint,
+  type EndpointInput,
+  type EndpointRow,
+  listEndpoints,
+  MAX_SECRET_OVERLAP_S,
+  newEndpoint,
+  retrieveEndpoint,
+  rollSecret,
+  serializeEndpoint,
+  updateEndpoint,
+} from './endpoints.ts';
+export { checkEndpointUrl, isInternalAddress } from './guard.ts';
+export { createEndpointOperation, type EndpointCreateInput } from './operations.ts';
+export { EVENTS_INSERT, eventInsert } from './outbox.ts';
+export { signatureHeader } from './signature.ts';
+export {
+  EVENT_RETENTION_DAYS,
+  type EventListParams,
+  type EventRow,
+  listEvents,
+  retrieveEvent,
+  serializeEvent,
+} from './store.ts';

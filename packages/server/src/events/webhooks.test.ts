@@ -1,0 +1,363 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Stripe from 'stripe';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
+import { MAX_ATTEMPTS, RETRY_DELAYS_S } from './index.ts';
+
+/**
+ * Webhooks end to end: Moneta delivers to a real HTTP receiver on this machine (loopback is
+ * allowed for the test), which checks every signature with the official `stripe` package.
+ * The retry schedule runs scaled down (MONETA_WEBHOOK_RETRY_SCALE), so three days take
+ * seconds; the order and spacing of attempts are what the tests compare.
+ */
+
+const SCALE = 0.00002; // 1 min → 1.2 ms, 24 h → 1.7 s
+
+type Behaviour = 'ok' | 'fail' | 'hang' | 'drop';
+
+interface Received {
+  path: string;
+  at_ms: number;
+  event: Stripe.Event;
+  signature: string;
+  body: string;
+}
+
+/** A receiver whose paths behave as told; every request is recorded. */
+class Receiver {
+  readonly received: Received[] = [];
+  readonly behaviour = new Map<string, (attempt: number) => Behaviour>();
+  readonly counts = new Map<string, number>();
+  readonly secrets = new Map<string, string[]>();
+  private server!: Server;
+  url = '';
+
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => this.handle(req, res));
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    let body = '';
+    req.on('data', (c: Buffer) => {
+      body += c.toString('utf8');
+    });
+    req.on('end', () => {
+      const path = req.url ?? '/';
+      const n = (this.counts.get(path) ?? 0) + 1;
+      this.counts.set(path, n);
+      const signature = String(req.headers['stripe-signature'] ?? '');
+      const behaviour = this.behaviour.get(path)?.(n) ?? 'ok';
+      if (behaviour === 'hang') return; // never answers
+      if (behaviour === 'drop') {
+        req.socket.destroy();
+        return;
+      }
+      // Verified as a merchant's server would: with each secret this endpoint has had.
+      const event = verify(body, signature, this.secrets.get(path) ?? []);
+      this.received.push({ path, at_ms: Date.now(), event, signature, body });
+      res.writeHead(behaviour === 'ok' ? 200 : 500, { 'content-type': 'text/plain' });
+      res.end(behaviour === 'ok' ? 'thanks' : 'receiver error');
+    });
+  }
+
+  of(path: string): Received[] {
+    return this.received.filter((r) => r.path === path);
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+function verify(body: string, signature: string, secrets: string[]): Stripe.Event {
+  let last: unknown = new Error('no secret to verify with');
+  for (const secret of secrets) {
+    try {
+      return Stripe.webhooks.constructEvent(body, signature, secret);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
+}
+
+let t: TestMoneta;
+let stripe: Stripe;
+const receiver = new Receiver();
+
+beforeAll(async () => {
+  await receiver.start();
+  t = await startTestMoneta({
+    MONETA_WEBHOOK_ALLOW_PRIVATE: 'true',
+    MONETA_WEBHOOK_TIMEOUT_MS: '1500',
+    MONETA_WEBHOOK_RETRY_SCALE: String(SCALE),
+    MONETA_RATE_LIMIT_PER_SECOND: '100000',
+    MONETA_RATE_LIMIT_BURST: '100000',
+  });
+  const url = new URL(t.url);
+  stripe = new Stripe(t.secret_key, {
+    host: url.hostname,
+    port: Number(url.port),
+    protocol: 'http',
+    maxNetworkRetries: 0,
+  });
+});
+afterAll(async () => {
+  await t?.close();
+  await receiver.close();
+});
+
+async function endpoint(path: string, enabled_events: string[] = ['*']): Promise<Stripe.WebhookEndpoint> {
+  const created = await stripe.webhookEndpoints.create({
+    url: `${receiver.url}${path}`,
+    enabled_events: enabled_events as Stripe.WebhookEndpointCreateParams.EnabledEvent[],
+  });
+  receiver.secrets.set(path, [created.secret!]);
+  return created;
+}
+
+/** An event of this merchant: a PaymentIntent created without confirming (no acquirer needed). */
+async function newIntent(amount = 1000): Promise<string> {
+  const pi = await stripe.paymentIntents.create({ amount, currency: 'usd' });
+  return pi.id;
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | null> | T | null,
+  limit_ms = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + limit_ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('webhook endpoints API', () => {
+  it('creates with the secret shown once; retrieves, updates, lists and deletes without it', async () => {
+    const created = await endpoint('/crud', ['payment_intent.created', 'charge.succeeded']);
+    expect(created).toMatchObject({
+      object: 'webhook_endpoint',
+      url: `${receiver.url}/crud`,
+      enabled_events: ['payment_intent.created', 'charge.succeeded'],
+      status: 'enabled',
+      livemode: false,
+    });
+    expect(created.secret).toMatch(/^whsec_[0-9A-Za-z]{32}$/);
+    const got = await stripe.webhookEndpoints.retrieve(created.id);
+    expect(got.secret).toBeUndefined();
+    const updated = await stripe.webhookEndpoints.update(created.id, {
+      disabled: true,
+      description: 'orders',
+      metadata: { team: 'ops' },
+    });
+    expect(updated).toMatchObject({ status: 'disabled', description: 'orders', metadata: { team: 'ops' } });
+    const listed = await stripe.webhookEndpoints.list({ limit: 100 });
+    expect(listed.data.map((e) => e.id)).toContain(created.id);
+    expect(await stripe.webhookEndpoints.del(created.id)).toMatchObject({ id: created.id, deleted: true });
+    await expect(stripe.webhookEndpoints.retrieve(created.id)).rejects.toMatchObject({ statusCode: 404 });
+  });
+
+  it('bad input gets a 400 naming the parameter and creates nothing', async () => {
+    const before = (await t.pool.query('SELECT count(*)::int AS n FROM webhook_endpoints')).rows[0].n;
+    const cases: [string, string][] = [
+      ['url=not-a-url&enabled_events[]=*', 'url'],
+      ['url=ftp://example.com/hook&enabled_events[]=*', 'url'],
+      ['url=https://user:pw@example.com/hook&enabled_events[]=*', 'url'],
+      [`url=${encodeURIComponent(`${receiver.url}/x`)}&enabled_events[]=Not%20A%20Type`, 'enabled_events'],
+      [`url=${encodeURIComponent(`${receiver.url}/x`)}`, 'enabled_events'],
+      ['enabled_events[]=*', 'url'],
+    ];
+    for (const [form, param] of cases) {
+      const res = await call(t.url, 'POST', '/v1/webhook_endpoints', { key: t.secret_key, form });
+      expect([res.status, res.body.error?.type, res.body.error?.param], form).toEqual([
+        400,
+        'invalid_request_error',
+        param,
+      ]);
+    }
+    const roll = await call(t.url, 'POST', '/v1/webhook_endpoints/we_nope/roll_secret', {
+      key: t.secret_key,
+    });
+    expect(roll.status).toBe(404);
+    const after = (await t.pool.query('SELECT count(*)::int AS n FROM webhook_endpoints')).rows[0].n;
+    expect(after).toBe(before);
+  });
+});
+
+describe('deliveries', () => {
+  it('delivers each event once, signed so stripe.webhooks.constructEvent accepts it, as the Events API shows it', async () => {
+    await endpoint('/ok', ['payment_intent.created']);
+    const ids = [await newIntent(1101), await newIntent(1102), await newIntent(1103)];
+    const got = await until('three deliveries', () =>
+      receiver.of('/ok').length >= 3 ? receiver.of('/ok') : null,
+    );
+    expect(got.map((r) => (r.event.data.object as { id: string }).id).sort()).toEqual([...ids].sort());
+    for (const r of got) {
+      expect(r.event.type).toBe('payment_intent.created');
+      const via_api = await stripe.events.retrieve(r.event.id);
+      expect(via_api).toMatchObject({ id: r.event.id, type: 'payment_intent.created', object: 'event' });
+      expect(via_api.data.object).toEqual(r.event.data.object);
+    }
+    // Each event reached this endpoint exactly once, and its delivery is recorded as such.
+    expect(new Set(got.map((r) => r.event.id)).size).toBe(got.length);
+    const { rows } = await t.pool.query(
+      `SELECT d.status, d.attempts, a.status_code FROM webhook_deliveries d
+         JOIN webhook_attempts a USING (endpoint_id, event_id)
+        WHERE d.event_id = ANY($1)`,
+      [got.map((r) => r.event.id)],
+    );
+    expect(rows).toEqual(got.map(() => ({ status: 'succeeded', attempts: 1, status_code: 200 })));
+  });
+
+  it('during a secret roll both secrets sign, and afterwards only the new one', async () => {
+    const we = await endpoint('/roll', ['payment_intent.created']);
+    const old_secret = we.secret!;
+    const rolled = await call(t.url, 'POST', `/v1/webhook_endpoints/${we.id}/roll_secret`, {
+      key: t.secret_key,
+      form: 'expires_in=3600',
+    });
+    expect(rolled.status).toBe(200);
+    const new_secret = rolled.body.secret as string;
+    expect(new_secret).not.toBe(old_secret);
+    receiver.secrets.set('/roll', [new_secret]);
+    await newIntent(1201);
+    const [during] = await until('a delivery during the roll', () =>
+      receiver.of('/roll').length >= 1 ? receiver.of('/roll') : null,
+    );
+    expect(during!.signature.match(/v1=/g)).toHaveLength(2);
+    // A receiver still on the old secret verifies it too.
+    expect(Stripe.webhooks.constructEvent(during!.body, during!.signature, old_secret).id).toBe(
+      during!.event.id,
+    );
+    // Rolled again with no overlap: only the newest secret signs.
+    const again = await call(t.url, 'POST', `/v1/webhook_endpoints/${we.id}/roll_secret`, {
+      key: t.secret_key,
+      form: 'expires_in=0',
+    });
+    receiver.secrets.set('/roll', [again.body.secret]);
+    await newIntent(1202);
+    const after = await until('a delivery after the roll', () => receiver.of('/roll')[1] ?? null);
+    expect(after.signature.match(/v1=/g)).toHaveLength(1);
+    expect(() => Stripe.webhooks.constructEvent(after.body, after.signature, new_secret)).toThrow();
+  });
+
+  it('a failing endpoint is retried on the schedule until it answers 2xx; every attempt is recorded', async () => {
+    await endpoint('/flaky', ['payment_intent.created']);
+    // 500, a dropped connection, 500, then success.
+    receiver.behaviour.set('/flaky', (n) => (n === 2 ? 'drop' : n < 4 ? 'fail' : 'ok'));
+    await newIntent(1301);
+    await until('the fourth attempt', () => ((receiver.counts.get('/flaky') ?? 0) >= 4 ? true : null));
+    const { rows } = await until('the attempts recorded', async () => {
+      const r = await t.pool.query(
+        `SELECT a.attempt, a.status_code, a.error, a.at, d.status FROM webhook_attempts a
+           JOIN webhook_deliveries d USING (endpoint_id, event_id)
+           JOIN webhook_endpoints e ON e.id = a.endpoint_id
+          WHERE e.url LIKE '%/flaky' ORDER BY a.attempt`,
+      );
+      return r.rows.length >= 4 && r.rows[0].status === 'succeeded' ? r : null;
+    });
+    expect(rows.map((r) => r.status_code)).toEqual([500, null, 500, 200]);
+    expect(rows[1].error).toBeTruthy();
+    // Each wait is at least the scheduled delay less its jitter (later ones grow).
+    for (let i = 1; i < rows.length; i += 1) {
+      const gap_ms = rows[i].at.getTime() - rows[i - 1].at.getTime();
+      expect(gap_ms).toBeGreaterThanOrEqual(Math.floor(RETRY_DELAYS_S[i - 1]! * SCALE * 1000 * 0.9) - 5);
+    }
+  });
+
+  it(`gives up after ${MAX_ATTEMPTS} attempts over the whole schedule`, async () => {
+    await endpoint('/dead', ['payment_intent.created']);
+    receiver.behaviour.set('/dead', () => 'fail');
+    await newIntent(1401);
+    const { rows } = await until(
+      'the delivery to fail for good',
+      async () => {
+        const r = await t.pool.query(
+          `SELECT d.status, d.attempts FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+            WHERE e.url LIKE '%/dead'`,
+        );
+        return r.rows[0]?.status === 'failed' ? r : null;
+      },
+      30_000,
+    );
+    expect(rows).toEqual([{ status: 'failed', attempts: MAX_ATTEMPTS }]);
+    expect(receiver.counts.get('/dead')).toBe(MAX_ATTEMPTS);
+  });
+
+  it('an endpoint that never answers does not hold up a healthy one', async () => {
+    await endpoint('/hang', ['payment_intent.created']);
+    receiver.behaviour.set('/hang', () => 'hang');
+    await endpoint('/healthy', ['payment_intent.created']);
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i += 1) ids.push(await newIntent(1500 + i));
+    await until('the healthy endpoint to have all twenty', () =>
+      ids.every((id) =>
+        receiver.of('/healthy').some((r) => (r.event.data.object as { id: string }).id === id),
+      )
+        ? true
+        : null,
+    );
+    // All twenty arrived while the hanging endpoint's first attempts were still waiting for an answer.
+    const { rows } = await t.pool.query(
+      `SELECT count(*)::int AS n FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
+        WHERE e.url LIKE '%/hang'`,
+    );
+    expect(rows[0].n).toBe(0);
+    expect(receiver.counts.get('/hang')).toBeGreaterThan(0);
+  });
+});
+
+describe('events API', () => {
+  it('lists newest first with type filters and pagination; unknown ids are 404', async () => {
+    const first = await newIntent(1601);
+    const second = await newIntent(1602);
+    const page = await stripe.events.list({ limit: 2, type: 'payment_intent.created' });
+    expect(page.data.map((e) => (e.data.object as { id: string }).id)).toEqual([second, first]);
+    expect(page.has_more).toBe(true);
+    const prefix = await stripe.events.list({ limit: 1, type: 'payment_intent.*' });
+    expect(prefix.data[0]!.type).toBe('payment_intent.created');
+    const none = await stripe.events.list({ type: 'charge.refunded' });
+    expect(none.data).toEqual([]);
+    await expect(stripe.events.retrieve('evt_nope')).rejects.toMatchObject({ statusCode: 404 });
+    const bad = await call(t.url, 'GET', '/v1/events?type=DROP%20TABLE', { key: t.secret_key });
+    expect([bad.status, bad.body.error.param]).toEqual([400, 'type']);
+  });
+});
+
+describe('SSRF guard', () => {
+  it('refuses loopback, private and link-local endpoint URLs unless the operator allows them', async () => {
+    const strict = await startTestMoneta();
+    try {
+      for (const url of [
+        'http://127.0.0.1:8080/hook',
+        'http://localhost/hook',
+        'http://10.1.2.3/hook',
+        'http://192.168.0.10/hook',
+        'http://169.254.169.254/latest/meta-data',
+        'http://[::1]/hook',
+        'http://[::ffff:127.0.0.1]/hook',
+      ]) {
+        const res = await call(strict.url, 'POST', '/v1/webhook_endpoints', {
+          key: strict.secret_key,
+          form: `url=${encodeURIComponent(url)}&enabled_events[]=*`,
+        });
+        expect([res.status, res.body.error?.param], url).toEqual([400, 'url']);
+      }
+      const ok = await call(strict.url, 'POST', '/v1/webhook_endpoints', {
+        key: strict.secret_key,
+        form: `url=${encodeURIComponent('https://hooks.example.com/stripe')}&enabled_events[]=*`,
+      });
+      expect(ok.status).toBe(200);
+    } finally {
+      await strict.close();
+    }
+  });
+});
