@@ -189,6 +189,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       payment_method_operations,
       payment_operations,
       endpoint_create,
+      nudge_dispatcher: () => running_dispatcher?.nudge(),
       authenticator: new Authenticator(db.pool, config.auth_cache_ttl_ms),
       rate_limiter,
       readiness,

@@ -104,6 +104,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           pool: deps.pool,
           allow_private: deps.config.webhook_allow_private,
           create: deps.endpoint_create,
+          nudge: deps.nudge_dispatcher ?? (() => {}),
         });
       },
       { prefix: '/v1' },

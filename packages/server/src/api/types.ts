@@ -28,6 +28,7 @@ export interface ApiDeps {
   payment_method_operations: PaymentMethodOperations;
   payment_operations: PaymentOperations;
   endpoint_create: IdempotentOperation<EndpointCreateInput>;
+  nudge_dispatcher?: () => void;
   authenticator: Authenticator;
   rate_limiter: RateLimiter;
   readiness: () => Promise<ReadinessReport>;

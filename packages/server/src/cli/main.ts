@@ -1,7 +1,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { type AuditContext, verifyAudit } from '../audit/index.ts';
+import { type AuditContext, appendAudit, verifyAudit } from '../audit/index.ts';
 import { type Config, ConfigError, describeSettings, loadConfig } from '../config/index.ts';
 import { latestVersion, migrate } from '../db/migrate.ts';
+import { endpointScope, listDeliveries, resend, serializeDelivery } from '../events/index.ts';
 import { verifyLedger } from '../ledger/index.ts';
 import { createMerchant, rollKey } from '../merchants/index.ts';
 import { createLogger } from '../ops/logger.ts';
@@ -340,6 +341,115 @@ audit
     }
     if (findings.length > 0) process.exit(EXIT_FAILURE);
   });
+
+function instant(name: string) {
+  return (value: string) => {
+    const ms = Date.parse(value);
+    if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(ms)) {
+      throw new InvalidArgumentError(`${name} must be a date and time such as 2026-11-20T00:00:00Z.`);
+    }
+    return new Date(ms);
+  };
+}
+
+function endpointId(value: string): string {
+  if (!/^we_[0-9A-Z]{26}$/.test(value))
+    throw new InvalidArgumentError('--endpoint must be a webhook endpoint id (we_…).');
+  return value;
+}
+
+const webhooks = program.command('webhooks').description('inspect and resend webhook deliveries');
+webhooks
+  .command('resend')
+  .description('send one event again, or every failed delivery of a time range, to an endpoint')
+  .requiredOption('--endpoint <id>', 'the webhook endpoint (we_…)', endpointId)
+  .option('--event <id>', 'one event to send again (evt_…)')
+  .option(
+    '--since <time>',
+    'failed deliveries of events created at or after this time (ISO 8601)',
+    instant('--since'),
+  )
+  .option('--until <time>', '… and before this time (ISO 8601)', instant('--until'))
+  .option('--json', 'print the result as JSON')
+  .action(async (opts: { endpoint: string; event?: string; since?: Date; until?: Date; json?: boolean }) => {
+    const by_range = opts.since !== undefined || opts.until !== undefined;
+    if ((opts.event !== undefined) === by_range) {
+      fail(
+        'pass either --event evt_…, or --since and --until for the failed deliveries of a time range.',
+        EXIT_USAGE,
+      );
+    }
+    if (by_range && (opts.since === undefined || opts.until === undefined)) {
+      fail('--since and --until go together.', EXIT_USAGE);
+    }
+    const queued = await withDatabase(async (db) => {
+      const scope = await endpointScope(db.pool, opts.endpoint);
+      if (!scope)
+        fail(
+          `no webhook endpoint ${opts.endpoint} (run "moneta webhooks deliveries --endpoint …" with an id from GET /v1/webhook_endpoints).`,
+        );
+      const what =
+        opts.event !== undefined ? { event: opts.event } : { since: opts.since!, until: opts.until! };
+      const n = await resend(db.pool, scope, opts.endpoint, what);
+      await appendAudit(db.pool, {
+        ...CLI_ACTOR,
+        action: 'webhooks.resend',
+        outcome: 'success',
+        merchant_id: scope.merchant_id,
+        object_type: 'webhook_endpoint',
+        object_id: opts.endpoint,
+        details: {
+          queued: n,
+          ...(opts.event ? { event: opts.event } : { since: opts.since, until: opts.until }),
+        },
+      });
+      return n;
+    }).catch((err: Error) => fail(err.message));
+    print(
+      opts.json ?? false,
+      { endpoint: opts.endpoint, queued },
+      `Queued ${queued} deliver${queued === 1 ? 'y' : 'ies'} to ${opts.endpoint}; a running Moneta (role all or worker) sends them within a second. Follow them with "moneta webhooks deliveries --endpoint ${opts.endpoint}".`,
+    );
+  });
+
+webhooks
+  .command('deliveries')
+  .description("list an endpoint's deliveries, newest event first")
+  .requiredOption('--endpoint <id>', 'the webhook endpoint (we_…)', endpointId)
+  .addOption(
+    new Option('--status <status>', 'only deliveries in this state').choices([
+      'pending',
+      'succeeded',
+      'failed',
+    ]),
+  )
+  .option('--limit <n>', 'at most this many (1–100)', integer('--limit', 1, 100), 20)
+  .option('--json', 'print the result as JSON')
+  .action(
+    async (opts: {
+      endpoint: string;
+      status?: 'pending' | 'succeeded' | 'failed';
+      limit: number;
+      json?: boolean;
+    }) => {
+      const page = await withDatabase(async (db) => {
+        const scope = await endpointScope(db.pool, opts.endpoint);
+        if (!scope) fail(`no webhook endpoint ${opts.endpoint}.`);
+        return listDeliveries(db.pool, scope, opts.endpoint, { status: opts.status, limit: opts.limit });
+      }).catch((err: Error) => fail(err.message));
+      const rows = page.data.map(serializeDelivery);
+      const human =
+        rows.length === 0
+          ? 'No deliveries.'
+          : rows
+              .map(
+                (d) =>
+                  `${d.event}  ${String(d.event_type).padEnd(36)} ${String(d.status).padEnd(9)} attempts ${d.attempts}  last ${d.last_status_code ?? d.last_error ?? '-'}`,
+              )
+              .join('\n');
+      print(opts.json ?? false, { data: rows, has_more: page.has_more }, human);
+    },
+  );
 
 try {
   await program.parseAsync(process.argv);

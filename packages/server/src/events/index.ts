@@ -2,6 +2,16 @@
  * Events and webhooks: the outbox (`eventInsert`), the Events API, webhook endpoints, and
  * the dispatcher that delivers events to them, signed as Stripe signs them.
  */
+
+export {
+  type DeliveryRow,
+  endpointScope,
+  listDeliveries,
+  MAX_RESEND,
+  reapEvents,
+  resend,
+  serializeDelivery,
+} from './deliveries.ts';
 export {
   DISABLE_AFTER_S,
   type DispatcherOptions,

@@ -1,5 +1,9 @@
+import { execFile } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
@@ -312,6 +316,132 @@ describe('deliveries', () => {
     );
     expect(rows[0].n).toBe(0);
     expect(receiver.counts.get('/hang')).toBeGreaterThan(0);
+  });
+});
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/moneta.js');
+
+/** Runs the `moneta` CLI against the test database. */
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
+      env: { ...process.env, DATABASE_URL: t.db_url, LOG_LEVEL: 'warn' },
+      timeout: 60_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('operators', () => {
+  it('list an endpoint’s deliveries and send an event again through the API', async () => {
+    const before = await newIntent(1701); // before the endpoint exists: never sent to it
+    const we = await endpoint('/late', ['payment_intent.created']);
+    const after = await newIntent(1702);
+    await until(
+      'the event after creation',
+      () => receiver.of('/late').find((r) => (r.event.data.object as { id: string }).id === after) ?? null,
+    );
+    const list = await call(t.url, 'GET', `/v1/webhook_endpoints/${we.id}/deliveries?status=succeeded`, {
+      key: t.secret_key,
+    });
+    expect(list.status).toBe(200);
+    expect(list.body.data).toHaveLength(1);
+    expect(list.body.data[0]).toMatchObject({
+      object: 'webhook_delivery',
+      status: 'succeeded',
+      attempts: 1,
+      last_status_code: 200,
+    });
+    const [event] = (await stripe.events.list({ type: 'payment_intent.created', limit: 100 })).data.filter(
+      (e) => (e.data.object as { id: string }).id === before,
+    );
+    const res = await call(t.url, 'POST', `/v1/webhook_endpoints/${we.id}/resend`, {
+      key: t.secret_key,
+      form: `event=${event!.id}`,
+    });
+    expect(res.body).toEqual({ object: 'webhook_resend', webhook_endpoint: we.id, queued: 1 });
+    const resent = await until(
+      'the resent event',
+      () => receiver.of('/late').find((r) => r.event.id === event!.id) ?? null,
+    );
+    expect((resent.event.data.object as { id: string }).id).toBe(before);
+    const bad = await call(t.url, 'POST', `/v1/webhook_endpoints/${we.id}/resend`, {
+      key: t.secret_key,
+      form: 'since=10',
+    });
+    expect([bad.status, bad.body.error.param]).toEqual([400, 'until']);
+    const missing = await call(t.url, 'POST', `/v1/webhook_endpoints/${we.id}/resend`, {
+      key: t.secret_key,
+      form: 'event=evt_nope',
+    });
+    expect([missing.status, missing.body.error.param]).toEqual([404, 'event']);
+  });
+
+  it('`moneta webhooks resend` sends a time range’s failed deliveries again, and is audited', async () => {
+    const we = await endpoint('/outage', ['payment_intent.created']);
+    receiver.behaviour.set('/outage', () => 'fail');
+    const id = await newIntent(1801);
+    await until(
+      'the delivery to fail for good',
+      async () => {
+        const r = await t.pool.query(`SELECT status FROM webhook_deliveries WHERE endpoint_id = $1`, [we.id]);
+        return r.rows[0]?.status === 'failed' ? true : null;
+      },
+      30_000,
+    );
+    // Failing for "three days" (scaled) disabled the endpoint, and an event says so.
+    await until('the endpoint disabled', async () => {
+      const e = await stripe.webhookEndpoints.retrieve(we.id);
+      return e.status === 'disabled' ? true : null;
+    });
+    const disabled = await stripe.events.list({ type: 'webhook_endpoint.disabled', limit: 100 });
+    expect(disabled.data.map((e) => (e.data.object as { id: string }).id)).toContain(we.id);
+    // The receiver is back; the operator enables the endpoint and sends the failures again.
+    receiver.behaviour.set('/outage', () => 'ok');
+    const failures = receiver.of('/outage').length;
+    await stripe.webhookEndpoints.update(we.id, { disabled: false });
+    const usage = await cli(['webhooks', 'resend', '--endpoint', we.id]);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('--since');
+    const since = new Date(Date.now() - 60_000).toISOString();
+    const until_ = new Date(Date.now() + 60_000).toISOString();
+    const done = await cli([
+      'webhooks',
+      'resend',
+      '--endpoint',
+      we.id,
+      '--since',
+      since,
+      '--until',
+      until_,
+      '--json',
+    ]);
+    expect(done.code, done.stderr).toBe(0);
+    expect(JSON.parse(done.stdout)).toEqual({ endpoint: we.id, queued: 1 });
+    await until(
+      'the resent delivery',
+      () =>
+        receiver
+          .of('/outage')
+          .slice(failures)
+          .find((r) => (r.event.data.object as { id: string }).id === id) ?? null,
+    );
+    await until('the attempt recorded', async () => {
+      const r = await t.pool.query(`SELECT status FROM webhook_deliveries WHERE endpoint_id = $1`, [we.id]);
+      return r.rows[0]?.status === 'succeeded' ? true : null;
+    });
+    const listed = await cli(['webhooks', 'deliveries', '--endpoint', we.id, '--json']);
+    expect(JSON.parse(listed.stdout).data[0]).toMatchObject({
+      status: 'succeeded',
+      attempts: MAX_ATTEMPTS + 1,
+    });
+    const { rows } = await t.pool.query(
+      `SELECT actor, action, object_id FROM audit_log WHERE action = 'webhooks.resend'`,
+    );
+    expect(rows).toEqual([{ actor: 'cli', action: 'webhooks.resend', object_id: we.id }]);
   });
 });
 

@@ -1,6 +1,7 @@
 import { type Runner, run, type Task, type TaskList, Logger as WorkerLogger } from 'graphile-worker';
 import type { Logger } from 'pino';
 import type { Pool } from '../db/pool.ts';
+import { reapEvents } from '../events/index.ts';
 import type { IdempotencyEngine } from '../idempotency/index.ts';
 import { IncrementalVerifier, LEDGER_CHECKS, type Ledger } from '../ledger/index.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -28,6 +29,8 @@ const COMPLETER_BATCH = 200;
 /** Pending transfers released per transaction, and transactions per run. */
 const EXPIRY_BATCH = 1_000;
 const MAX_EXPIRY_BATCHES = 50;
+/** Batches of 5,000 old events deleted per run. */
+const MAX_REAP_BATCHES = 20;
 /** Batches of 1,000 expired CVCs destroyed per run. */
 const MAX_CVC_BATCHES = 50;
 
@@ -42,6 +45,8 @@ export const CRONTAB = [
   '* * * * * ledger_verify ?max=1&jobKey=ledger_verify',
   // Settle acquirer calls of unknown outcome by inquiry (Kill Bill's janitor).
   '* * * * * payments_janitor ?max=1&jobKey=payments_janitor',
+  // Drop events past their 30 days, with their deliveries and attempts.
+  '41 * * * * events_reaper ?max=1&jobKey=events_reaper',
   // Destroy CVCs no authorization used within their time (PCI DSS 3.3.1.2).
   '* * * * * vault_expire_cvcs ?max=1&jobKey=vault_expire_cvcs',
 ].join('\n');
@@ -84,6 +89,9 @@ export function taskList(deps: JobDeps): TaskList {
       deps.metrics.payments_needing_review.set(await deps.janitor.needingReview());
       return result;
     }),
+    events_reaper: measured('events_reaper', async () => ({
+      deleted: await reapEvents(deps.pool, MAX_REAP_BATCHES),
+    })),
     vault_expire_cvcs: measured('vault_expire_cvcs', async () => ({
       destroyed: await deps.vault.expireCvcs(MAX_CVC_BATCHES),
     })),

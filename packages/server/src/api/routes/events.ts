@@ -6,17 +6,21 @@ import {
   type EndpointCreateInput,
   type EndpointInput,
   type EventListParams,
+  listDeliveries,
   listEndpoints,
   listEvents,
   MAX_SECRET_OVERLAP_S,
+  resend,
   retrieveEndpoint,
   retrieveEvent,
   rollSecret,
+  serializeDelivery,
   serializeEndpoint,
   serializeEvent,
   updateEndpoint,
 } from '../../events/index.ts';
 import type { IdempotentOperation } from '../../idempotency/index.ts';
+import { invalidRequest } from '../../lib/errors.ts';
 import type { ListParams } from '../../lib/list.ts';
 import { scopeOf } from '../plugins/operations.ts';
 import {
@@ -67,6 +71,24 @@ const eventListQuery = {
   additionalProperties: false,
 } as const;
 
+const deliveriesQuery = {
+  type: 'object',
+  properties: {
+    limit: listQueryProperties.limit,
+    starting_after: str(255),
+    status: { type: 'string', enum: ['pending', 'succeeded', 'failed'] },
+  },
+  additionalProperties: false,
+} as const;
+
+const timestamp = { type: 'integer', minimum: 0, maximum: 253402300799 } as const;
+
+const resendBody = {
+  type: 'object',
+  properties: { event: str(255), since: timestamp, until: timestamp },
+  additionalProperties: false,
+} as const;
+
 const endpointListQuery = {
   type: 'object',
   properties: listQueryProperties,
@@ -77,7 +99,13 @@ type WithExpand<T> = T & { expand?: string[] };
 
 export async function eventRoutes(
   app: FastifyInstance,
-  opts: { pool: Pool; allow_private: boolean; create: IdempotentOperation<EndpointCreateInput> },
+  opts: {
+    pool: Pool;
+    allow_private: boolean;
+    create: IdempotentOperation<EndpointCreateInput>;
+    /** Tells the dispatcher (if this process runs one) that deliveries are due now. */
+    nudge: () => void;
+  },
 ) {
   const { pool, allow_private } = opts;
 
@@ -159,6 +187,57 @@ export async function eventRoutes(
       const id = (req.params as { id: string }).id;
       await deleteEndpoint(pool, scopeOf(req), id);
       return app.sendJson(reply, 200, { id, object: 'webhook_endpoint', deleted: true });
+    },
+  );
+
+  // Moneta's additions for operators: an endpoint's deliveries, and sending events again.
+  app.get(
+    '/webhook_endpoints/:id/deliveries',
+    { schema: { params: idParam, querystring: deliveriesQuery } },
+    async (req, reply) => {
+      const id = (req.params as { id: string }).id;
+      const query = req.query as {
+        limit: number;
+        starting_after?: string;
+        status?: 'pending' | 'succeeded' | 'failed';
+      };
+      const page = await listDeliveries(pool, scopeOf(req), id, query);
+      return app.sendJson(reply, 200, {
+        object: 'list',
+        url: `/v1/webhook_endpoints/${id}/deliveries`,
+        has_more: page.has_more,
+        data: page.data.map(serializeDelivery),
+      });
+    },
+  );
+
+  app.post(
+    '/webhook_endpoints/:id/resend',
+    { schema: { params: idParam, body: resendBody, querystring: noQuery } },
+    async (req, reply) => {
+      const id = (req.params as { id: string }).id;
+      const body = (req.body ?? {}) as { event?: string; since?: number; until?: number };
+      const by_event = body.event !== undefined;
+      const by_range = body.since !== undefined || body.until !== undefined;
+      if (by_event === by_range) {
+        throw invalidRequest(
+          'Pass either event, or since and until (unix seconds) for failed deliveries.',
+          'event',
+        );
+      }
+      if (by_range && (body.since === undefined || body.until === undefined)) {
+        throw invalidRequest('since and until go together.', body.since === undefined ? 'since' : 'until');
+      }
+      const queued = await resend(
+        pool,
+        scopeOf(req),
+        id,
+        by_event
+          ? { event: body.event! }
+          : { since: new Date(body.since! * 1000), until: new Date(body.until! * 1000) },
+      );
+      opts.nudge();
+      return app.sendJson(reply, 200, { object: 'webhook_resend', webhook_endpoint: id, queued });
     },
   );
 
