@@ -22,9 +22,11 @@ const [mode, db_url, endpoint = 'customers'] = process.argv.slice(2);
 if (
   (mode !== 'bare' && mode !== 'moneta') ||
   !db_url ||
-  !['customers', 'payment_methods', 'payment_intents'].includes(endpoint)
+  !['customers', 'payment_methods', 'payment_intents', 'webhooks'].includes(endpoint)
 ) {
-  console.error('usage: server.ts bare|moneta DATABASE_URL [customers|payment_methods|payment_intents]');
+  console.error(
+    'usage: server.ts bare|moneta DATABASE_URL [customers|payment_methods|payment_intents|webhooks]',
+  );
   process.exit(2);
 }
 const POOL_MAX = 20;
@@ -61,8 +63,12 @@ if (mode === 'bare') {
     {
       DATABASE_URL: db_url,
       ...(simulators ? { MONETA_ACQUIRERS: `acme=${simulators.acquirers[0]!.url}` } : {}),
+      // No payments are confirmed in the webhooks benchmark: no simulators beside it.
+      ...(endpoint === 'webhooks' ? { MONETA_ACQUIRERS: 'acme=http://127.0.0.1:9' } : {}),
       PORT: '0',
-      MONETA_ROLE: 'api',
+      // `webhooks`: the API and the outbox dispatcher in one process, posting to loopback.
+      MONETA_ROLE: endpoint === 'webhooks' ? 'all' : 'api',
+      MONETA_WEBHOOK_ALLOW_PRIVATE: endpoint === 'webhooks' ? 'true' : 'false',
       MONETA_DEMO_MERCHANT: 'false',
       MONETA_DB_POOL_MAX: String(POOL_MAX),
       MONETA_RATE_LIMIT_PER_SECOND: '10000000',
@@ -78,7 +84,7 @@ if (mode === 'bare') {
   const moneta = await startMoneta(config, { log });
   const merchant = await createMerchant(moneta.db.pool, { name: 'Bench' });
   const key = endpoint === 'payment_methods' ? merchant.test.publishable_key : merchant.test.secret_key;
-  console.log(`READY ${moneta.url}/v1/${endpoint} ${key}`);
+  console.log(`READY ${moneta.url}/v1/${endpoint === 'webhooks' ? 'payment_intents' : endpoint} ${key}`);
 }
 
 // Exit through process.exit so `--cpu-prof` profiles are written when the bench stops us.

@@ -7,6 +7,7 @@ import {
   circuitBreaker,
   handleAll,
   isBrokenCircuitError,
+  isBulkheadRejectedError,
 } from 'cockatiel';
 import { Agent, request } from 'undici';
 import { type Pool, withTransaction } from '../db/pool.ts';
@@ -22,18 +23,22 @@ import { serializeEvent } from './store.ts';
 /**
  * Takes events out of the outbox and delivers them to webhook endpoints, at least once.
  *
- * Two steps, each a single statement that several dispatchers (processes) can run at once
- * without doing the same work twice (row locks taken with SKIP LOCKED):
+ * Two statements, each safe for several dispatchers (processes) at once (row locks taken
+ * with SKIP LOCKED):
  * - fan-out: a batch of undispatched events, in commit order, becomes one delivery row per
- *   endpoint that wants it, and the events are marked dispatched;
- * - claim: due deliveries are leased (their due time moves past the attempt's longest
- *   possible duration), then posted; each attempt is recorded and the delivery rescheduled.
- *   A dispatcher that dies mid-attempt leaves the lease to run out, and another retries: a
- *   receiver may see an event twice, always with the same event id.
+ *   endpoint that wants it, leased to this dispatcher (due again only past the attempt's
+ *   longest possible duration), the events are marked dispatched, and the deliveries come
+ *   back to be posted at once: the usual path reads no queue at all;
+ * - claim, once per poll interval: deliveries due again (a retry, or a lease that ran out
+ *   because its dispatcher died mid-attempt) are leased the same way. A receiver may thus
+ *   see an event twice, always with the same event id.
+ * Each attempt is recorded, and the delivery done, rescheduled or given up.
  *
  * Endpoints are isolated: each has its own bulkhead (at most `per_endpoint` attempts in
- * flight) and circuit breaker, and an endpoint that is full or whose circuit is open is left
- * out of the next claim, so a slow or dead endpoint never holds up the others.
+ * flight, a few more claimed and waiting their turn) and circuit breaker, and an endpoint
+ * that is full or whose circuit is open is left out of the next claim, so a slow or dead
+ * endpoint never holds up the others. Claims are made in bulk, once half the room is free:
+ * one claim per delivery was the dispatcher's bottleneck.
  */
 
 /** Waits after failed attempts 1…7; the 8th failure ends the delivery (Stripe's 3-day span). */
@@ -44,6 +49,8 @@ export const DISABLE_AFTER_S = 3 * 24 * 3600;
 /** While a circuit is open, its endpoint's deliveries wait this long without an attempt. */
 const POSTPONE_S = 30;
 const EXCERPT_CHARS = 500;
+/** Deliveries an endpoint may have waiting, as a multiple of those in flight. */
+const QUEUE_FACTOR = 4;
 
 export interface DispatcherOptions {
   /** A 2xx within this time is a success (Stripe: 15 s). */
@@ -53,7 +60,9 @@ export interface DispatcherOptions {
   retry_scale: number;
   fanout_batch?: number;
   claim_batch?: number;
-  max_in_flight?: number;
+  /** Deliveries held at once (in flight or claimed and waiting), over all endpoints. */
+  max_held?: number;
+  /** Attempts in flight per endpoint (default 8); more may wait their turn in its queue. */
   per_endpoint?: number;
   /** Longest sleep when there is nothing to do and nobody nudges. */
   poll_ms?: number;
@@ -92,7 +101,8 @@ class DeliveryFailed extends Error {
 interface EndpointGate {
   bulkhead: BulkheadPolicy;
   breaker: CircuitBreakerPolicy;
-  in_flight: number;
+  /** Deliveries of this endpoint claimed and not yet recorded (in flight or waiting). */
+  held: number;
   /** Until when an open circuit holds the endpoint's deliveries back (then one may probe it). */
   closed_until_ms: number;
 }
@@ -102,11 +112,16 @@ const MAX_GATES = 10_000;
 export class WebhookDispatcher {
   private readonly agent: Agent;
   private readonly gates = new Map<string, EndpointGate>();
-  private in_flight = 0;
+  private held = 0;
+  /** Set by `nudge` (new events); a fan-out is also due every poll interval regardless. */
+  private outbox_dirty = true;
+  private last_fan_out_ms = 0;
+  private last_claim_ms = 0;
   private readonly attempts = new Set<Promise<void>>();
   private running: Promise<void> | null = null;
   private stopped = false;
   private wake: (() => void) | null = null;
+  private nudged = false;
   private last_disable_check_ms = 0;
   private last_lag_ms = 0;
 
@@ -129,8 +144,15 @@ export class WebhookDispatcher {
     this.running = this.loop();
   }
 
-  /** Something was committed to the outbox, or a slot freed up: look now rather than at the next poll. */
+  /** Something was committed to the outbox (or is due again): look now rather than at the next poll. */
   nudge(): void {
+    this.outbox_dirty = true;
+    this.wakeUp();
+  }
+
+  private wakeUp(): void {
+    // Kept when the loop is not asleep, so a wake-up during a round is not lost.
+    this.nudged = true;
     this.wake?.();
   }
 
@@ -143,15 +165,36 @@ export class WebhookDispatcher {
     await this.agent.close();
   }
 
-  /** One round of work, for tests and the loop: fan out, claim and start attempts. */
-  async runOnce(): Promise<{ dispatched: number; started: number }> {
-    const dispatched = await this.fanOut();
-    const started = await this.claimAndStart();
+  /** One round of work, for tests and the loop: fan out, claim what is due again, start attempts. */
+  async runOnce(): Promise<{ dispatched: number; started: number; more: boolean }> {
+    let dispatched = 0;
+    let started = 0;
+    let more = false;
+    const poll_ms = this.opts.poll_ms ?? 100;
+    const max_held = this.opts.max_held ?? 256;
+    // Backpressure: while half the room is taken, events wait in the outbox (its lag shows it).
+    if (this.held < max_held / 2 && (this.outbox_dirty || Date.now() - this.last_fan_out_ms >= poll_ms)) {
+      this.outbox_dirty = false;
+      this.last_fan_out_ms = Date.now();
+      const batch = Math.max(1, Math.min(this.opts.fanout_batch ?? 100, max_held - this.held));
+      const fanned = await this.fanOut(batch);
+      dispatched = fanned.events;
+      started += this.startAll(fanned.deliveries);
+      // A full batch: more may be behind it; the loop goes on without sleeping.
+      if (dispatched >= batch) {
+        this.outbox_dirty = true;
+        more = true;
+      }
+    }
+    if (Date.now() - this.last_claim_ms >= poll_ms) {
+      this.last_claim_ms = Date.now();
+      started += await this.claimAndStart();
+    }
     if (Date.now() - this.last_disable_check_ms > 60_000 * this.opts.retry_scale) {
       this.last_disable_check_ms = Date.now();
       await this.disableFailingEndpoints();
     }
-    return { dispatched, started };
+    return { dispatched, started, more };
   }
 
   /** Waits for every attempt started so far to be recorded (tests). */
@@ -163,8 +206,10 @@ export class WebhookDispatcher {
     while (!this.stopped) {
       let busy = false;
       try {
-        const { dispatched, started } = await this.runOnce();
-        busy = dispatched >= (this.opts.fanout_batch ?? 500) || started > 0;
+        // Otherwise it sleeps until nudged (new events, a finished attempt) or the poll interval:
+        // never spinning, since with no room the round awaits nothing.
+        const { more, started } = await this.runOnce();
+        busy = more || started > 0;
         if (Date.now() - this.last_lag_ms >= 1000) {
           this.last_lag_ms = Date.now();
           await this.measureLag();
@@ -177,6 +222,10 @@ export class WebhookDispatcher {
   }
 
   private sleep(ms: number): Promise<void> {
+    if (this.nudged) {
+      this.nudged = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
@@ -185,62 +234,117 @@ export class WebhookDispatcher {
       }
       this.wake = () => {
         this.wake = null;
+        this.nudged = false;
         done();
       };
     });
   }
 
-  /** Undispatched events (oldest first) become deliveries; returns how many events left the outbox. */
-  private async fanOut(): Promise<number> {
+  /**
+   * Undispatched events (oldest first) become deliveries leased to this dispatcher; returns
+   * how many events left the outbox and the deliveries to post.
+   */
+  private async fanOut(batch: number): Promise<{ events: number; deliveries: Claimed[] }> {
     const { rows } = await this.pool.query({
       name: 'moneta_webhooks_fan_out',
       text: `WITH batch AS (
-               SELECT seq, id, merchant_id, livemode, type FROM events
+               SELECT seq, id, merchant_id, livemode, type, data, created_at FROM events
                 WHERE dispatched_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED),
              fan AS (
-               INSERT INTO webhook_deliveries (endpoint_id, event_id, merchant_id, livemode)
-               SELECT e.id, b.id, b.merchant_id, b.livemode
+               INSERT INTO webhook_deliveries (endpoint_id, event_id, merchant_id, livemode, next_attempt_at)
+               SELECT e.id, b.id, b.merchant_id, b.livemode, now() + make_interval(secs => $2)
                  FROM batch b JOIN webhook_endpoints e
                    ON e.merchant_id = b.merchant_id AND e.livemode = b.livemode
                   AND e.status = 'enabled' AND e.deleted_at IS NULL
                   AND (b.type = ANY (e.enabled_events) OR '*' = ANY (e.enabled_events))
-               ON CONFLICT DO NOTHING)
-             UPDATE events SET dispatched_at = now() FROM batch WHERE events.seq = batch.seq
-             RETURNING events.seq`,
-      values: [this.opts.fanout_batch ?? 500],
+                  -- Only events that happened since the endpoint was added.
+                  AND e.created_at <= b.created_at
+               ON CONFLICT DO NOTHING
+               RETURNING endpoint_id, event_id),
+             done AS (
+               UPDATE events SET dispatched_at = now() FROM batch WHERE events.seq = batch.seq)
+             SELECT (SELECT count(*)::int FROM batch) AS events,
+                    (SELECT coalesce(json_agg(json_build_object(
+                       'endpoint_id', f.endpoint_id, 'event_id', f.event_id, 'url', e.url, 'secret', e.secret,
+                       'previous_secret', CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END,
+                       'type', b.type, 'data', b.data, 'livemode', b.livemode, 'created_at', b.created_at,
+                       'pending_webhooks', (SELECT count(*) FROM fan f2 WHERE f2.event_id = f.event_id))), '[]')
+                       FROM fan f JOIN webhook_endpoints e ON e.id = f.endpoint_id JOIN batch b ON b.id = f.event_id)
+                      AS deliveries`,
+      values: [batch, this.leaseSeconds()],
     });
-    return rows.length;
+    const deliveries = (
+      rows[0].deliveries as (Omit<Claimed, 'secrets' | 'attempts' | 'created_at'> & {
+        secret: string;
+        previous_secret: string | null;
+        created_at: string;
+      })[]
+    ).map((d) => ({
+      ...d,
+      attempts: 0,
+      created_at: new Date(d.created_at),
+      secrets: [d.secret, ...(d.previous_secret ? [d.previous_secret] : [])],
+    }));
+    return { events: rows[0].events as number, deliveries };
+  }
+
+  /**
+   * How long a leased delivery is ours: its turn behind the endpoint's others, and its own
+   * timeout. A dead endpoint's circuit opens after a few timeouts and fails the rest of its
+   * queue at once, so four timeouts and a minute cover the wait.
+   */
+  private leaseSeconds(): number {
+    return Math.ceil((4 * this.opts.timeout_ms) / 1000) + 60;
+  }
+
+  private startAll(deliveries: Claimed[]): number {
+    for (const claimed of deliveries) {
+      const attempt = this.attempt(claimed).finally(() => {
+        this.attempts.delete(attempt);
+      });
+      this.attempts.add(attempt);
+    }
+    return deliveries.length;
   }
 
   private async claimAndStart(): Promise<number> {
-    const free = (this.opts.max_in_flight ?? 64) - this.in_flight;
-    if (free <= 0) return 0;
-    const per_endpoint = this.opts.per_endpoint ?? 4;
+    const max_held = this.opts.max_held ?? 256;
+    // Claimed in bulk once half the room is free, not one delivery per finished attempt.
+    if (this.held > max_held / 2) return 0;
+    const per_endpoint = this.opts.per_endpoint ?? 8;
+    const depth = QUEUE_FACTOR * per_endpoint;
     // Endpoints that cannot take more now (full, or circuit open) are left out of the claim.
     // (The breaker moves from open to half-open only when called, so the time is kept here.)
     const now_ms = Date.now();
     const held_back = [...this.gates]
       .filter(
         ([, g]) =>
-          g.in_flight >= per_endpoint ||
-          (g.breaker.state === CircuitState.Open && now_ms < g.closed_until_ms),
+          g.held >= depth / 2 || (g.breaker.state === CircuitState.Open && now_ms < g.closed_until_ms),
       )
       .map(([id]) => id);
-    const lease_s = Math.ceil((2 * this.opts.timeout_ms) / 1000) + 30;
+    const free = max_held - this.held;
     const { rows } = await this.pool.query({
       name: 'moneta_webhooks_claim',
+      // The candidates are read without locks (locking hundreds of rows to use a few wrote a
+      // WAL record each and made the claim the dispatcher's slowest statement); only the
+      // chosen ones are locked, skipping any another dispatcher holds, and re-checked.
       text: `WITH candidates AS (
                SELECT endpoint_id, event_id, next_attempt_at FROM webhook_deliveries
                 WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($1::text[])
                   -- A disabled endpoint's deliveries wait (for its re-enabling) without taking slots.
                   AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = endpoint_id AND e.status = 'enabled')
-                ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED),
-             due AS (
+                ORDER BY next_attempt_at LIMIT $2),
+             chosen AS (
                SELECT endpoint_id, event_id FROM (
                  SELECT endpoint_id, event_id,
                         row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS n
                    FROM candidates) c
-                WHERE n <= $3 LIMIT $4)
+                WHERE n <= $3 LIMIT $4),
+             due AS (
+               SELECT w.endpoint_id, w.event_id FROM webhook_deliveries w
+                 JOIN chosen USING (endpoint_id, event_id)
+                WHERE w.status = 'pending' AND w.next_attempt_at <= now()
+                FOR UPDATE OF w SKIP LOCKED)
              UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $5)
                FROM due, webhook_endpoints e, events ev
               WHERE d.endpoint_id = due.endpoint_id AND d.event_id = due.event_id
@@ -250,26 +354,21 @@ export class WebhookDispatcher {
                        ev.type, ev.data, ev.livemode, ev.created_at,
                        (SELECT count(*)::int FROM webhook_deliveries x
                          WHERE x.event_id = d.event_id AND x.status = 'pending') AS pending_webhooks`,
-      values: [held_back, free * 4, per_endpoint, free, lease_s],
+      values: [held_back, free * 2, depth / 2, free, this.leaseSeconds()],
     });
-    for (const row of rows) {
-      const claimed: Claimed = {
+    return this.startAll(
+      rows.map((row) => ({
         ...(row as Omit<Claimed, 'secrets'>),
         secrets: [row.secret as string, ...(row.previous_secret ? [row.previous_secret as string] : [])],
-      };
-      const attempt = this.attempt(claimed).finally(() => {
-        this.attempts.delete(attempt);
-      });
-      this.attempts.add(attempt);
-    }
-    return rows.length;
+      })),
+    );
   }
 
   private gate(endpoint_id: string): EndpointGate {
     let gate = this.gates.get(endpoint_id);
     if (gate === undefined) {
       if (this.gates.size >= MAX_GATES) {
-        for (const [id, g] of this.gates) if (g.in_flight === 0) this.gates.delete(id);
+        for (const [id, g] of this.gates) if (g.held === 0) this.gates.delete(id);
       }
       // Scaled with the retry schedule, so tests that shrink days to seconds shrink this too.
       const half_open_ms = Math.max(10, (this.opts.breaker_half_open_ms ?? 30_000) * this.opts.retry_scale);
@@ -278,10 +377,10 @@ export class WebhookDispatcher {
         breaker: new ConsecutiveBreaker(this.opts.breaker_failures ?? 5),
       });
       const created: EndpointGate = {
-        // Claims already respect the limit; the queue absorbs the rare overshoot.
-        bulkhead: bulkhead(this.opts.per_endpoint ?? 4, 2 * (this.opts.per_endpoint ?? 4)),
+        // A fan-out may hand an endpoint a whole batch; they wait here for their turn.
+        bulkhead: bulkhead(this.opts.per_endpoint ?? 8, this.opts.max_held ?? 256),
         breaker,
-        in_flight: 0,
+        held: 0,
         closed_until_ms: 0,
       };
       breaker.onBreak(() => {
@@ -295,8 +394,8 @@ export class WebhookDispatcher {
 
   private async attempt(c: Claimed): Promise<void> {
     const gate = this.gate(c.endpoint_id);
-    gate.in_flight += 1;
-    this.in_flight += 1;
+    gate.held += 1;
+    this.held += 1;
     try {
       const outcome = await gate.bulkhead.execute(() =>
         gate.breaker.execute(async () => {
@@ -308,7 +407,10 @@ export class WebhookDispatcher {
       await this.record(c, outcome);
     } catch (err) {
       if (isBrokenCircuitError(err)) {
-        await this.postpone(c);
+        await this.postpone(c, POSTPONE_S * this.opts.retry_scale);
+      } else if (isBulkheadRejectedError(err)) {
+        // More fanned out to this endpoint than it may hold: due again at once, for a later claim.
+        await this.postpone(c, 0);
       } else {
         const outcome =
           err instanceof DeliveryFailed
@@ -323,9 +425,9 @@ export class WebhookDispatcher {
         await this.record(c, outcome);
       }
     } finally {
-      gate.in_flight -= 1;
-      this.in_flight -= 1;
-      this.nudge();
+      gate.held -= 1;
+      this.held -= 1;
+      this.wakeUp();
     }
   }
 
@@ -403,13 +505,13 @@ export class WebhookDispatcher {
     });
   }
 
-  /** The endpoint's circuit is open: try again later without counting an attempt. */
-  private async postpone(c: Claimed): Promise<void> {
+  /** Not attempted now (circuit open, or no room): due again after `wait_s`, no attempt counted. */
+  private async postpone(c: Claimed, wait_s: number): Promise<void> {
     this.metrics?.webhook_attempts.inc({ outcome: 'postponed' });
     await this.pool.query(
       `UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $3)
         WHERE endpoint_id = $1 AND event_id = $2 AND status = 'pending'`,
-      [c.endpoint_id, c.event_id, POSTPONE_S * this.opts.retry_scale],
+      [c.endpoint_id, c.event_id, wait_s],
     );
   }
 
