@@ -291,10 +291,10 @@ export class WebhookDispatcher {
   /**
    * How long a leased delivery is ours: its turn behind the endpoint's others, and its own
    * timeout. A dead endpoint's circuit opens after a few timeouts and fails the rest of its
-   * queue at once, so four timeouts and a minute cover the wait.
+   * queue at once, so four timeouts and a minute (scaled like the retry schedule) cover the wait.
    */
   private leaseSeconds(): number {
-    return Math.ceil((4 * this.opts.timeout_ms) / 1000) + 60;
+    return Math.ceil((4 * this.opts.timeout_ms) / 1000 + 60 * this.opts.retry_scale);
   }
 
   private startAll(deliveries: Claimed[]): number {
