@@ -9,7 +9,13 @@ import { createCustomerOperation, updateCustomerOperation } from './customers/in
 import { EmbeddedPostgres } from './db/embedded.ts';
 import { migrate, migrationsApplied } from './db/migrate.ts';
 import { createPool, type Pool } from './db/pool.ts';
-import { createEndpointOperation, EVENTS_INSERT, WebhookDispatcher } from './events/index.ts';
+import {
+  createEndpointOperation,
+  EVENTS_INSERT,
+  OutboxListener,
+  OutboxNotifier,
+  WebhookDispatcher,
+} from './events/index.ts';
 import { IdempotencyEngine } from './idempotency/index.ts';
 import { startJobs } from './jobs/index.ts';
 import { DEFAULT_LEDGER_OPTIONS, Ledger, makeLedgerOperations } from './ledger/index.ts';
@@ -59,6 +65,8 @@ export interface RunningMoneta {
   janitor: Janitor | null;
   /** Delivers the outbox's events to webhook endpoints (null in the `api` role). */
   dispatcher: WebhookDispatcher | null;
+  /** In the `worker` role: wakes the dispatcher when an `api` process commits events. */
+  outbox_listener: OutboxListener | null;
   /** The acquirers this process reaches, by name and URL. */
   acquirers: { name: string; url: string }[];
   metrics: Metrics;
@@ -90,6 +98,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
   let simulators: RunningSimulators | null = null;
   let connectors: Connectors | null = null;
   let dispatcher: WebhookDispatcher | null = null;
+  let listener: OutboxListener | null = null;
   try {
     await migrate(db.pool, (m) => log.info({ migration: `${m.version}_${m.name}` }, 'migration applied'));
     const demo = config.demo_merchant && config.role !== 'worker' ? await ensureDemoMerchant(db.pool) : null;
@@ -106,11 +115,19 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
             retry_scale: config.webhook_retry_scale,
           });
     const running_dispatcher = dispatcher;
+    // Split roles: an `api` process tells the `worker` processes by NOTIFY, which they listen for.
+    const notifier = config.role === 'api' ? new OutboxNotifier(db.pool, log) : null;
+    if (config.role === 'worker' && dispatcher) {
+      listener = new OutboxListener(db.url, log, () => running_dispatcher?.nudge());
+      await listener.start();
+    }
     const engine = new IdempotencyEngine(db.pool, {
       lock_timeout_s: config.idempotency_lock_timeout_s,
       log,
       onCommit: (writes) => {
-        if (writes.some((w) => w.name === EVENTS_INSERT)) running_dispatcher?.nudge();
+        if (!writes.some((w) => w.name === EVENTS_INSERT)) return;
+        running_dispatcher?.nudge();
+        notifier?.notify();
       },
     });
     engine.register(createCustomerOperation);
@@ -236,6 +253,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
           server.server.closeAllConnections();
         }
         if (jobs) await jobs.stop().catch((err) => log.error({ err }, 'job runner did not stop cleanly'));
+        await listener?.stop();
         await running_dispatcher
           ?.stop()
           .catch((err) => log.error({ err }, 'webhook dispatcher did not stop cleanly'));
@@ -261,6 +279,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       connectors: running_connectors,
       janitor,
       dispatcher: running_dispatcher,
+      outbox_listener: listener,
       acquirers: acquirers ?? [],
       metrics,
       jobs,
@@ -270,6 +289,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
   } catch (err) {
     await app?.close().catch(() => {});
     await jobs?.stop().catch(() => {});
+    await listener?.stop();
     await dispatcher?.stop().catch(() => {});
     vault?.stop();
     await connectors?.close().catch(() => {});

@@ -36,6 +36,7 @@ export {
 export { checkEndpointUrl, isInternalAddress } from './guard.ts';
 export { createEndpointOperation, type EndpointCreateInput } from './operations.ts';
 export { EVENTS_INSERT, eventInsert } from './outbox.ts';
+export { OUTBOX_CHANNEL, OutboxListener, OutboxNotifier } from './signal.ts';
 export { signatureHeader } from './signature.ts';
 export {
   EVENT_RETENTION_DAYS,

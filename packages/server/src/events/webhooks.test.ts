@@ -6,7 +6,17 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
+import {
+  call,
+  createTestDatabase,
+  startTestMoneta,
+  type TestMoneta,
+  testConfig,
+} from '../../test/helpers.ts';
+import { createPool } from '../db/pool.ts';
+import { createMerchant } from '../merchants/index.ts';
+import { createLogger } from '../ops/logger.ts';
+import { startMoneta } from '../service.ts';
 import { MAX_ATTEMPTS, RETRY_DELAYS_S } from './index.ts';
 
 /**
@@ -459,6 +469,48 @@ describe('events API', () => {
     await expect(stripe.events.retrieve('evt_nope')).rejects.toMatchObject({ statusCode: 404 });
     const bad = await call(t.url, 'GET', '/v1/events?type=DROP%20TABLE', { key: t.secret_key });
     expect([bad.status, bad.body.error.param]).toEqual([400, 'type']);
+  });
+});
+
+describe('split roles', () => {
+  it('an api process commits, a worker process delivers, woken by a notification', async () => {
+    const { url: db_url, drop } = await createTestDatabase();
+    const pool = createPool({
+      connection_string: db_url,
+      max_connections: 6,
+      application_name: 'split-test',
+    });
+    const database = { pool, url: db_url, embedded: null, close: async () => {} };
+    const log = createLogger('warn');
+    const settings = { MONETA_WEBHOOK_ALLOW_PRIVATE: 'true', MONETA_RATE_LIMIT_PER_SECOND: '100000' };
+    const worker = await startMoneta(testConfig(db_url, { ...settings, MONETA_ROLE: 'worker' }), {
+      log,
+      database,
+    });
+    const api = await startMoneta(testConfig(db_url, { ...settings, MONETA_ROLE: 'api' }), { log, database });
+    try {
+      expect(api.dispatcher).toBeNull();
+      expect(worker.outbox_listener).not.toBeNull();
+      const { test } = await createMerchant(pool, { name: 'Split' });
+      const we = await call(api.url, 'POST', '/v1/webhook_endpoints', {
+        key: test.secret_key,
+        form: `url=${encodeURIComponent(`${receiver.url}/split`)}&enabled_events[]=payment_intent.created`,
+      });
+      receiver.secrets.set('/split', [we.body.secret]);
+      const before = worker.outbox_listener!.received;
+      const pi = await call(api.url, 'POST', '/v1/payment_intents', {
+        key: test.secret_key,
+        form: 'amount=1900&currency=usd',
+      });
+      const got = await until('the delivery from the worker', () => receiver.of('/split')[0] ?? null);
+      expect((got.event.data.object as { id: string }).id).toBe(pi.body.id);
+      expect(worker.outbox_listener!.received).toBeGreaterThan(before);
+    } finally {
+      await api.stop();
+      await worker.stop();
+      await pool.end();
+      await drop();
+    }
   });
 });
 
