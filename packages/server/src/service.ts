@@ -12,6 +12,7 @@ import { createPool, type Pool } from './db/pool.ts';
 import {
   createEndpointOperation,
   EVENTS_INSERT,
+  NatsPublisher,
   OutboxListener,
   OutboxNotifier,
   WebhookDispatcher,
@@ -67,6 +68,8 @@ export interface RunningMoneta {
   dispatcher: WebhookDispatcher | null;
   /** In the `worker` role: wakes the dispatcher when an `api` process commits events. */
   outbox_listener: OutboxListener | null;
+  /** With NATS_URL (roles all and worker): publishes the outbox to JetStream. */
+  nats_publisher: NatsPublisher | null;
   /** The acquirers this process reaches, by name and URL. */
   acquirers: { name: string; url: string }[];
   metrics: Metrics;
@@ -99,6 +102,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
   let connectors: Connectors | null = null;
   let dispatcher: WebhookDispatcher | null = null;
   let listener: OutboxListener | null = null;
+  let publisher: NatsPublisher | null = null;
   try {
     await migrate(db.pool, (m) => log.info({ migration: `${m.version}_${m.name}` }, 'migration applied'));
     const demo = config.demo_merchant && config.role !== 'worker' ? await ensureDemoMerchant(db.pool) : null;
@@ -113,12 +117,22 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
             timeout_ms: config.webhook_timeout_ms,
             allow_private: config.webhook_allow_private,
             retry_scale: config.webhook_retry_scale,
+            without_nats: !config.nats_url,
           });
+    // With NATS_URL, the same processes also publish the outbox to JetStream.
+    publisher =
+      config.role === 'api' || !config.nats_url
+        ? null
+        : new NatsPublisher(db.pool, log, { url: config.nats_url, replicas: config.nats_replicas });
+    const running_publisher = publisher;
     const running_dispatcher = dispatcher;
     // Split roles: an `api` process tells the `worker` processes by NOTIFY, which they listen for.
     const notifier = config.role === 'api' ? new OutboxNotifier(db.pool, log) : null;
     if (config.role === 'worker' && dispatcher) {
-      listener = new OutboxListener(db.url, log, () => running_dispatcher?.nudge());
+      listener = new OutboxListener(db.url, log, () => {
+        running_dispatcher?.nudge();
+        running_publisher?.nudge();
+      });
       await listener.start();
     }
     const engine = new IdempotencyEngine(db.pool, {
@@ -127,6 +141,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       onCommit: (writes) => {
         if (!writes.some((w) => w.name === EVENTS_INSERT)) return;
         running_dispatcher?.nudge();
+        running_publisher?.nudge();
         notifier?.notify();
       },
     });
@@ -230,6 +245,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       });
     }
     dispatcher?.start();
+    await publisher?.start();
     log.info({ url, role: config.role, embedded_db: db.embedded !== null }, 'moneta ready');
 
     const server = app;
@@ -254,6 +270,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
         }
         if (jobs) await jobs.stop().catch((err) => log.error({ err }, 'job runner did not stop cleanly'));
         await listener?.stop();
+        await publisher?.stop();
         await running_dispatcher
           ?.stop()
           .catch((err) => log.error({ err }, 'webhook dispatcher did not stop cleanly'));
@@ -280,6 +297,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       janitor,
       dispatcher: running_dispatcher,
       outbox_listener: listener,
+      nats_publisher: publisher,
       acquirers: acquirers ?? [],
       metrics,
       jobs,
@@ -290,6 +308,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     await app?.close().catch(() => {});
     await jobs?.stop().catch(() => {});
     await listener?.stop();
+    await publisher?.stop().catch(() => {});
     await dispatcher?.stop().catch(() => {});
     vault?.stop();
     await connectors?.close().catch(() => {});

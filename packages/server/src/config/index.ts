@@ -140,6 +140,15 @@ const SPECS = {
     allowed: 'an integer from 100 to 120000 (longest wait for an acquirer; past it the outcome is unknown)',
     default: '10000',
   },
+  NATS_URL: {
+    schema: z.string().regex(/^(nats|tls):\/\/[^\s]+$/),
+    allowed: 'a nats:// or tls:// URL (several comma-separated); unset: events go to webhooks only',
+  },
+  MONETA_NATS_REPLICAS: {
+    schema: int(1, 5),
+    allowed: 'an integer from 1 to 5 (JetStream stream replicas; 3 on a production cluster)',
+    default: '1',
+  },
   MONETA_WEBHOOK_TIMEOUT_MS: {
     schema: int(100, 60_000),
     allowed:
@@ -193,6 +202,8 @@ export interface Config {
   acquirers: { name: string; url: string }[] | undefined;
   acquirer_api_key: string;
   acquirer_timeout_ms: number;
+  nats_url: string | undefined;
+  nats_replicas: number;
   webhook_timeout_ms: number;
   webhook_allow_private: boolean;
   webhook_retry_scale: number;
@@ -290,6 +301,8 @@ export function loadConfig(
     }),
     acquirer_api_key: values.MONETA_ACQUIRER_API_KEY as string,
     acquirer_timeout_ms: values.MONETA_ACQUIRER_TIMEOUT_MS as number,
+    nats_url: values.NATS_URL as string | undefined,
+    nats_replicas: values.MONETA_NATS_REPLICAS as number,
     webhook_timeout_ms: values.MONETA_WEBHOOK_TIMEOUT_MS as number,
     webhook_allow_private: values.MONETA_WEBHOOK_ALLOW_PRIVATE as boolean,
     webhook_retry_scale: values.MONETA_WEBHOOK_RETRY_SCALE as number,

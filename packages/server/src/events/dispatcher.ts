@@ -66,6 +66,8 @@ export interface DispatcherOptions {
   per_endpoint?: number;
   /** Longest sleep when there is nothing to do and nobody nudges. */
   poll_ms?: number;
+  /** No NATS publisher: events leaving the outbox need no NATS mark (it is set with the dispatch). */
+  without_nats?: boolean;
   /** Consecutive failures that open an endpoint's circuit. */
   breaker_failures?: number;
   breaker_half_open_ms?: number;
@@ -262,7 +264,9 @@ export class WebhookDispatcher {
                ON CONFLICT DO NOTHING
                RETURNING endpoint_id, event_id),
              done AS (
-               UPDATE events SET dispatched_at = now() FROM batch WHERE events.seq = batch.seq)
+               UPDATE events SET dispatched_at = now(),
+                                 published_at = CASE WHEN $3 THEN now() ELSE events.published_at END
+                 FROM batch WHERE events.seq = batch.seq)
              SELECT (SELECT count(*)::int FROM batch) AS events,
                     (SELECT coalesce(json_agg(json_build_object(
                        'endpoint_id', f.endpoint_id, 'event_id', f.event_id, 'url', e.url, 'secret', e.secret,
@@ -271,7 +275,7 @@ export class WebhookDispatcher {
                        'pending_webhooks', (SELECT count(*) FROM fan f2 WHERE f2.event_id = f.event_id))), '[]')
                        FROM fan f JOIN webhook_endpoints e ON e.id = f.endpoint_id JOIN batch b ON b.id = f.event_id)
                       AS deliveries`,
-      values: [batch, this.leaseSeconds()],
+      values: [batch, this.leaseSeconds(), this.opts.without_nats ?? true],
     });
     const deliveries = (
       rows[0].deliveries as (Omit<Claimed, 'secrets' | 'attempts' | 'created_at'> & {

@@ -34,6 +34,19 @@ export {
   updateEndpoint,
 } from './endpoints.ts';
 export { checkEndpointUrl, isInternalAddress } from './guard.ts';
+export {
+  type ConsumeOptions,
+  connectNats,
+  consumeEvents,
+  ensureStreams,
+  type Family,
+  familyOf,
+  type HandledStore,
+  NatsPublisher,
+  pgHandledStore,
+  streamName,
+  subjectOf,
+} from './nats.ts';
 export { createEndpointOperation, type EndpointCreateInput } from './operations.ts';
 export { EVENTS_INSERT, eventInsert } from './outbox.ts';
 export { OUTBOX_CHANNEL, OutboxListener, OutboxNotifier } from './signal.ts';
