@@ -118,6 +118,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
             allow_private: config.webhook_allow_private,
             retry_scale: config.webhook_retry_scale,
             without_nats: !config.nats_url,
+            per_endpoint: config.webhook_concurrency,
           });
     // With NATS_URL, the same processes also publish the outbox to JetStream.
     publisher =

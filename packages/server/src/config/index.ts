@@ -155,6 +155,11 @@ const SPECS = {
       'an integer from 100 to 60000 (how long a webhook endpoint has to answer 2xx; Stripe allows 15000)',
     default: '15000',
   },
+  MONETA_WEBHOOK_CONCURRENCY: {
+    schema: int(1, 256),
+    allowed: 'an integer from 1 to 256 (deliveries in flight at once to one webhook endpoint)',
+    default: '16',
+  },
   MONETA_WEBHOOK_ALLOW_PRIVATE: {
     schema: bool,
     allowed:
@@ -206,6 +211,7 @@ export interface Config {
   nats_replicas: number;
   webhook_timeout_ms: number;
   webhook_allow_private: boolean;
+  webhook_concurrency: number;
   webhook_retry_scale: number;
 }
 
@@ -305,6 +311,7 @@ export function loadConfig(
     nats_replicas: values.MONETA_NATS_REPLICAS as number,
     webhook_timeout_ms: values.MONETA_WEBHOOK_TIMEOUT_MS as number,
     webhook_allow_private: values.MONETA_WEBHOOK_ALLOW_PRIVATE as boolean,
+    webhook_concurrency: values.MONETA_WEBHOOK_CONCURRENCY as number,
     webhook_retry_scale: values.MONETA_WEBHOOK_RETRY_SCALE as number,
   };
 }

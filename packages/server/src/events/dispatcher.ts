@@ -62,7 +62,7 @@ export interface DispatcherOptions {
   claim_batch?: number;
   /** Deliveries held at once (in flight or claimed and waiting), over all endpoints. */
   max_held?: number;
-  /** Attempts in flight per endpoint (default 8); more may wait their turn in its queue. */
+  /** Attempts in flight per endpoint (default 16); more may wait their turn in its queue. */
   per_endpoint?: number;
   /** Longest sleep when there is nothing to do and nobody nudges. */
   poll_ms?: number;
@@ -315,7 +315,7 @@ export class WebhookDispatcher {
     const max_held = this.opts.max_held ?? 256;
     // Claimed in bulk once half the room is free, not one delivery per finished attempt.
     if (this.held > max_held / 2) return 0;
-    const per_endpoint = this.opts.per_endpoint ?? 8;
+    const per_endpoint = this.opts.per_endpoint ?? 16;
     const depth = QUEUE_FACTOR * per_endpoint;
     // Endpoints that cannot take more now (full, or circuit open) are left out of the claim.
     // (The breaker moves from open to half-open only when called, so the time is kept here.)
@@ -382,7 +382,7 @@ export class WebhookDispatcher {
       });
       const created: EndpointGate = {
         // A fan-out may hand an endpoint a whole batch; they wait here for their turn.
-        bulkhead: bulkhead(this.opts.per_endpoint ?? 8, this.opts.max_held ?? 256),
+        bulkhead: bulkhead(this.opts.per_endpoint ?? 16, this.opts.max_held ?? 256),
         breaker,
         held: 0,
         closed_until_ms: 0,

@@ -32,6 +32,8 @@ type Behaviour = 'ok' | 'fail' | 'hang' | 'drop';
 
 interface Received {
   path: string;
+  /** What the receiver answered. */
+  answered: 'ok' | 'fail';
   at_ms: number;
   event: Stripe.Event;
   signature: string;
@@ -71,7 +73,14 @@ class Receiver {
       }
       // Verified as a merchant's server would: with each secret this endpoint has had.
       const event = verify(body, signature, this.secrets.get(path) ?? []);
-      this.received.push({ path, at_ms: Date.now(), event, signature, body });
+      this.received.push({
+        path,
+        answered: behaviour === 'ok' ? 'ok' : 'fail',
+        at_ms: Date.now(),
+        event,
+        signature,
+        body,
+      });
       res.writeHead(behaviour === 'ok' ? 200 : 500, { 'content-type': 'text/plain' });
       res.end(behaviour === 'ok' ? 'thanks' : 'receiver error');
     });
@@ -304,6 +313,36 @@ describe('deliveries', () => {
     );
     expect(rows).toEqual([{ status: 'failed', attempts: MAX_ATTEMPTS }]);
     expect(receiver.counts.get('/dead')).toBe(MAX_ATTEMPTS);
+  });
+
+  it('a receiver that fails, hangs and drops connections at random still gets every event', async () => {
+    await endpoint('/chaos', ['payment_intent.created']);
+    // A seeded sequence, so a failure can be replayed: 70 % answered, the rest split between
+    // a 500, a timeout and a dropped connection. Eight attempts all failing is 0.3^8 per event.
+    let seed = 20261121;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    receiver.behaviour.set('/chaos', () => {
+      const r = next();
+      return r < 0.7 ? 'ok' : r < 0.8 ? 'fail' : r < 0.9 ? 'drop' : 'hang';
+    });
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i += 1) ids.push(await newIntent(1900 + i));
+    const delivered = (id: string) =>
+      receiver
+        .of('/chaos')
+        .some((r) => r.answered === 'ok' && (r.event.data.object as { id: string }).id === id);
+    await until('every event answered 2xx once', () => (ids.every(delivered) ? true : null), 60_000);
+    // Retries carried the same event id: each object has exactly one event among the arrivals.
+    const by_object = new Map<string, Set<string>>();
+    for (const r of receiver.of('/chaos')) {
+      const object = (r.event.data.object as { id: string }).id;
+      by_object.set(object, (by_object.get(object) ?? new Set()).add(r.event.id));
+    }
+    expect([...by_object.values()].every((events) => events.size === 1)).toBe(true);
+    expect(receiver.counts.get('/chaos')!).toBeGreaterThan(40); // some were attempted more than once
   });
 
   it('an endpoint that never answers does not hold up a healthy one', async () => {
