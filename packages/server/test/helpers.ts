@@ -1,8 +1,11 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import Stripe from 'stripe';
 import { inject } from 'vitest';
 import { type Config, loadConfig } from '../src/config/index.ts';
 import { createPool } from '../src/db/pool.ts';
@@ -167,4 +170,42 @@ export async function call(
 export async function countRows(pool: pg.Pool, table: string): Promise<number> {
   const { rows } = await pool.query(`SELECT count(*)::int AS n FROM ${table}`);
   return rows[0].n;
+}
+
+const MONETA_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/moneta.js');
+
+/** `moneta start --port 0` as its own process (for kill -9 tests), once its banner says it is ready. */
+export async function startMonetaProcess(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [MONETA_BIN, 'start', '--port', '0'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.resume();
+  const url = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`no banner:\n${text}`)), 60_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const m = /running at (http:\/\/\S+)/.exec(text);
+      if (m && text.includes('Stop with Ctrl-C')) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`moneta exited with ${code}:\n${text}`)));
+  });
+  return { child, url };
+}
+
+/** The official `stripe` package pointed at a test Moneta. */
+export function stripeClient(t: { url: string; secret_key: string }): Stripe {
+  const url = new URL(t.url);
+  return new Stripe(t.secret_key, {
+    host: url.hostname,
+    port: Number(url.port),
+    protocol: 'http',
+    maxNetworkRetries: 0,
+  });
 }

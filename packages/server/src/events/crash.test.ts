@@ -1,12 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, createTestDatabase } from '../../test/helpers.ts';
+import { call, createTestDatabase, startMonetaProcess } from '../../test/helpers.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
 import { createMerchant } from '../merchants/index.ts';
@@ -17,7 +15,6 @@ import { createMerchant } from '../merchants/index.ts';
  * committed event reaches the receiver (the leases of the dead process's deliveries run out
  * and they are claimed again), and an event delivered twice carries the same event id.
  */
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/moneta.js');
 const EVENTS = 300;
 
 let db: { url: string; drop: () => Promise<void> };
@@ -75,27 +72,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function startMoneta(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [BIN, 'start', '--port', '0'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout!.resume();
-  const url = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    const timer = setTimeout(() => reject(new Error(`no banner:\n${text}`)), 60_000);
-    child.stderr!.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      const m = /running at (http:\/\/\S+)/.exec(text);
-      if (m && text.includes('Stop with Ctrl-C')) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`moneta exited with ${code}:\n${text}`)));
-  });
-  return { child, url };
-}
+const startMoneta = () => startMonetaProcess(env);
 
 async function until(what: string, done: () => boolean, limit_ms = 60_000): Promise<void> {
   const deadline = Date.now() + limit_ms;

@@ -10,6 +10,7 @@ import {
   call,
   createTestDatabase,
   startTestMoneta,
+  stripeClient,
   type TestMoneta,
   testConfig,
 } from '../../test/helpers.ts';
@@ -121,13 +122,7 @@ beforeAll(async () => {
     MONETA_RATE_LIMIT_PER_SECOND: '100000',
     MONETA_RATE_LIMIT_BURST: '100000',
   });
-  const url = new URL(t.url);
-  stripe = new Stripe(t.secret_key, {
-    host: url.hostname,
-    port: Number(url.port),
-    protocol: 'http',
-    maxNetworkRetries: 0,
-  });
+  stripe = stripeClient(t);
 });
 afterAll(async () => {
   await t?.close();

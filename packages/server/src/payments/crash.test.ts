@@ -1,11 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startAcquirer } from '@moneta/acquirer-sim';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, createTestDatabase } from '../../test/helpers.ts';
+import { call, createTestDatabase, startMonetaProcess } from '../../test/helpers.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
 import { verifyLedger } from '../ledger/index.ts';
@@ -19,7 +17,6 @@ import { createMerchant } from '../merchants/index.ts';
  * did, and the payment completes. The acquirer ends with exactly one authorization and one
  * capture, and the ledger verifies.
  */
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/moneta.js');
 
 let db: { url: string; drop: () => Promise<void> };
 let pool: Pool;
@@ -53,27 +50,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function startMoneta(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [BIN, 'start', '--port', '0'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout!.resume();
-  const url = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    const timer = setTimeout(() => reject(new Error(`no banner:\n${text}`)), 60_000);
-    child.stderr!.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      const m = /running at (http:\/\/\S+)/.exec(text);
-      if (m && text.includes('Stop with Ctrl-C')) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`moneta exited with ${code}:\n${text}`)));
-  });
-  return { child, url };
-}
+const startMoneta = () => startMonetaProcess(env);
 
 describe('crash between the acquirer call and the commit', () => {
   it('kill -9 while the acquirer authorizes: the retry completes the payment, charged once', async () => {

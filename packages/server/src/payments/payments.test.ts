@@ -4,7 +4,7 @@ import path from 'node:path';
 import { startAcquirer } from '@moneta/acquirer-sim';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
+import { startTestMoneta, stripeClient, type TestMoneta } from '../../test/helpers.ts';
 import { verifyLedger } from '../ledger/index.ts';
 
 let t: TestMoneta;
@@ -24,13 +24,7 @@ beforeAll(async () => {
     MONETA_RATE_LIMIT_PER_SECOND: '100000',
     MONETA_RATE_LIMIT_BURST: '100000',
   });
-  const url = new URL(t.url);
-  stripe = new Stripe(t.secret_key, {
-    host: url.hostname,
-    port: Number(url.port),
-    protocol: 'http',
-    maxNetworkRetries: 0,
-  });
+  stripe = stripeClient(t);
 });
 afterAll(async () => {
   await t?.close();
