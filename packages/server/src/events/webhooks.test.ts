@@ -226,12 +226,16 @@ describe('deliveries', () => {
     }
     // Each event reached this endpoint exactly once, and its delivery is recorded as such.
     expect(new Set(got.map((r) => r.event.id)).size).toBe(got.length);
-    const { rows } = await t.pool.query(
-      `SELECT d.status, d.attempts, a.status_code FROM webhook_deliveries d
-         JOIN webhook_attempts a USING (endpoint_id, event_id)
-        WHERE d.event_id = ANY($1)`,
-      [got.map((r) => r.event.id)],
-    );
+    // (The receiver answers before the dispatcher records the attempt: wait for the records.)
+    const { rows } = await until('the attempts recorded', async () => {
+      const r = await t.pool.query(
+        `SELECT d.status, d.attempts, a.status_code FROM webhook_deliveries d
+           JOIN webhook_attempts a USING (endpoint_id, event_id)
+          WHERE d.event_id = ANY($1)`,
+        [got.map((r) => r.event.id)],
+      );
+      return r.rows.length === got.length ? r : null;
+    });
     expect(rows).toEqual(got.map(() => ({ status: 'succeeded', attempts: 1, status_code: 200 })));
   });
 
@@ -388,8 +392,12 @@ describe('operators', () => {
       'the event after creation',
       () => receiver.of('/late').find((r) => (r.event.data.object as { id: string }).id === after) ?? null,
     );
-    const list = await call(t.url, 'GET', `/v1/webhook_endpoints/${we.id}/deliveries?status=succeeded`, {
-      key: t.secret_key,
+    // The attempt is recorded just after the receiver answered.
+    const list = await until('the delivery recorded', async () => {
+      const res = await call(t.url, 'GET', `/v1/webhook_endpoints/${we.id}/deliveries?status=succeeded`, {
+        key: t.secret_key,
+      });
+      return res.status !== 200 || res.body.data.length > 0 ? res : null;
     });
     expect(list.status).toBe(200);
     expect(list.body.data).toHaveLength(1);
