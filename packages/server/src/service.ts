@@ -246,7 +246,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       });
     }
     dispatcher?.start();
-    await publisher?.start();
+    publisher?.start();
     log.info({ url, role: config.role, embedded_db: db.embedded !== null }, 'moneta ready');
 
     const server = app;

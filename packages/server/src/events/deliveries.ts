@@ -124,7 +124,8 @@ const REAP_BATCH = 5_000;
 
 /**
  * Deletes events past their retention (30 days) with their deliveries and attempts, in
- * batches, at most `max_batches`. Events still in the outbox are kept whatever their age.
+ * batches, at most `max_batches`. Events still in the outbox (not dispatched, or not yet
+ * published to NATS) are kept whatever their age.
  */
 export async function reapEvents(db: Queryable, max_batches: number): Promise<number> {
   let deleted = 0;
@@ -132,7 +133,8 @@ export async function reapEvents(db: Queryable, max_batches: number): Promise<nu
     const { rowCount } = await db.query(
       `WITH old AS (
          SELECT seq, id FROM events
-          WHERE created_at < now() - make_interval(days => $1) AND dispatched_at IS NOT NULL
+          WHERE created_at < now() - make_interval(days => $1)
+            AND dispatched_at IS NOT NULL AND published_at IS NOT NULL
           ORDER BY seq LIMIT $2),
        attempts AS (DELETE FROM webhook_attempts WHERE event_id IN (SELECT id FROM old)),
        deliveries AS (DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM old))

@@ -263,6 +263,7 @@ export class WebhookDispatcher {
                   AND e.created_at <= b.created_at
                ON CONFLICT DO NOTHING
                RETURNING endpoint_id, event_id),
+             per_event AS (SELECT event_id, count(*)::int AS n FROM fan GROUP BY event_id),
              done AS (
                UPDATE events SET dispatched_at = now(),
                                  published_at = CASE WHEN $3 THEN now() ELSE events.published_at END
@@ -272,8 +273,9 @@ export class WebhookDispatcher {
                        'endpoint_id', f.endpoint_id, 'event_id', f.event_id, 'url', e.url, 'secret', e.secret,
                        'previous_secret', CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END,
                        'type', b.type, 'data', b.data, 'livemode', b.livemode, 'created_at', b.created_at,
-                       'pending_webhooks', (SELECT count(*) FROM fan f2 WHERE f2.event_id = f.event_id))), '[]')
-                       FROM fan f JOIN webhook_endpoints e ON e.id = f.endpoint_id JOIN batch b ON b.id = f.event_id)
+                       'pending_webhooks', p.n)), '[]')
+                       FROM fan f JOIN webhook_endpoints e ON e.id = f.endpoint_id JOIN batch b ON b.id = f.event_id
+                       JOIN per_event p ON p.event_id = f.event_id)
                       AS deliveries`,
       values: [batch, this.leaseSeconds(), this.opts.without_nats ?? true],
     });
@@ -303,9 +305,15 @@ export class WebhookDispatcher {
 
   private startAll(deliveries: Claimed[]): number {
     for (const claimed of deliveries) {
-      const attempt = this.attempt(claimed).finally(() => {
-        this.attempts.delete(attempt);
-      });
+      const attempt = this.attempt(claimed)
+        // The attempt could not be recorded (the database went away): the lease runs out and
+        // the delivery is claimed and posted again. Never a crash of the process.
+        .catch((err) =>
+          this.log.warn({ err, event: claimed.event_id }, 'webhook attempt not recorded; it will be retried'),
+        )
+        .finally(() => {
+          this.attempts.delete(attempt);
+        });
       this.attempts.add(attempt);
     }
     return deliveries.length;
@@ -424,7 +432,7 @@ export class WebhookDispatcher {
                 status_code: null,
                 latency_ms: 0,
                 excerpt: null,
-                error: String(err).slice(0, EXCERPT_CHARS),
+                error: withoutNul(String(err)).slice(0, EXCERPT_CHARS),
               };
         await this.record(c, outcome);
       }
@@ -456,7 +464,7 @@ export class WebhookDispatcher {
         bodyTimeout: this.opts.timeout_ms,
         signal: AbortSignal.timeout(this.opts.timeout_ms),
       });
-      const excerpt = await readExcerpt(res.body);
+      const excerpt = withoutNul(await readExcerpt(res.body));
       const ok = res.statusCode >= 200 && res.statusCode < 300;
       return { ok, status_code: res.statusCode, latency_ms: latency(), excerpt, error: null };
     } catch (err) {
@@ -469,7 +477,7 @@ export class WebhookDispatcher {
         status_code: null,
         latency_ms: latency(),
         excerpt: null,
-        error: message.slice(0, EXCERPT_CHARS),
+        error: withoutNul(message).slice(0, EXCERPT_CHARS),
       };
     }
   }
@@ -494,7 +502,9 @@ export class WebhookDispatcher {
                 SET attempts = $3, status = $8, last_status_code = $4, last_error = $7,
                     next_attempt_at = now() + make_interval(secs => $9),
                     delivered_at = CASE WHEN $8 = 'succeeded' THEN now() END
-              WHERE endpoint_id = $1 AND event_id = $2`,
+              -- Only over the state this attempt was claimed in: a second sender (after a lease
+              -- ran out, or a resend) never overwrites the first one's record.
+              WHERE endpoint_id = $1 AND event_id = $2 AND attempts = $3 - 1 AND status = 'pending'`,
       values: [
         c.endpoint_id,
         c.event_id,
@@ -523,11 +533,16 @@ export class WebhookDispatcher {
   async disableFailingEndpoints(): Promise<number> {
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query(
-        `UPDATE webhook_endpoints SET status = 'disabled'
-          WHERE status = 'enabled' AND deleted_at IS NULL
-            AND failing_since < now() - make_interval(secs => $1)
-          RETURNING id, merchant_id, livemode, url, enabled_events, description, metadata, status, secret,
-                    previous_secret, previous_secret_expires_at, failing_since, created_at`,
+        `WITH disabled AS (
+           UPDATE webhook_endpoints SET status = 'disabled'
+            WHERE status = 'enabled' AND deleted_at IS NULL
+              AND failing_since < now() - make_interval(secs => $1)
+            RETURNING *),
+         parked AS (
+           UPDATE webhook_deliveries SET next_attempt_at = 'infinity'::timestamptz
+            WHERE endpoint_id IN (SELECT id FROM disabled) AND status = 'pending')
+         SELECT id, merchant_id, livemode, url, enabled_events, description, metadata, status, secret,
+                previous_secret, previous_secret_expires_at, failing_since, created_at FROM disabled`,
         [DISABLE_AFTER_S * this.opts.retry_scale],
       );
       for (const row of rows) {
@@ -561,6 +576,13 @@ export function retryDelay(attempt: number, scale: number): number {
   assert(attempt >= 1 && attempt < MAX_ATTEMPTS, 'a delay follows attempts 1…7');
   const base = RETRY_DELAYS_S[attempt - 1]! * scale;
   return base * (0.9 + 0.2 * Math.random());
+}
+
+/** PostgreSQL text cannot hold NUL; a receiver's answer may. */
+function withoutNul(text: string): string;
+function withoutNul(text: string | null): string | null;
+function withoutNul(text: string | null): string | null {
+  return text === null ? null : text.replaceAll('\u0000', '');
 }
 
 async function readExcerpt(body: AsyncIterable<Buffer> & { destroy?: () => void }): Promise<string | null> {

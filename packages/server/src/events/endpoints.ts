@@ -46,6 +46,23 @@ const COLUMNS = `id, livemode, url, enabled_events, description, metadata, statu
   previous_secret_expires_at, failing_since, created_at`;
 
 export const MAX_ENABLED_EVENTS = 256;
+/** Endpoints per merchant and mode (Stripe's limit): bounds every event's fan-out. */
+export const MAX_ENDPOINTS = 16;
+
+/** Refuses a new endpoint beyond MAX_ENDPOINTS (400). */
+export async function checkEndpointRoom(db: Queryable, scope: Scope): Promise<void> {
+  const { rows } = await db.query(
+    'SELECT count(*)::int AS n FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2 AND deleted_at IS NULL',
+    [scope.merchant_id, scope.livemode],
+  );
+  if (rows[0].n >= MAX_ENDPOINTS) {
+    throw invalidRequest(
+      `You have reached the maximum of ${MAX_ENDPOINTS} webhook endpoints in this mode. Delete one you no longer use.`,
+      'url',
+      'webhook_endpoints_limit',
+    );
+  }
+}
 const EVENT_TYPE = /^(\*|[a-z_]+(\.[a-z_]+)+)$/;
 /** A rolled secret keeps signing at most this long beside the new one. */
 export const MAX_SECRET_OVERLAP_S = 7 * 24 * 3600;
@@ -143,9 +160,15 @@ export async function updateEndpoint(
   if (!current) throw resourceMissing('webhook_endpoint', id);
   const status = input.disabled === undefined ? current.status : input.disabled ? 'disabled' : 'enabled';
   const { rows } = await db.query(
-    `UPDATE webhook_endpoints SET url = $2, enabled_events = $3, description = $4, metadata = $5, status = $6,
+    `WITH parked AS (
+       -- A disabled endpoint's waiting deliveries are set aside (no claim scans them); enabling
+       -- it makes them due again.
+       UPDATE webhook_deliveries
+          SET next_attempt_at = CASE WHEN $6 = 'disabled' THEN 'infinity'::timestamptz ELSE now() END
+        WHERE endpoint_id = $1 AND status = 'pending' AND $6 <> $7)
+     UPDATE webhook_endpoints SET url = $2, enabled_events = $3, description = $4, metadata = $5, status = $6,
             failing_since = CASE WHEN $6 = 'enabled' AND status = 'disabled' THEN NULL ELSE failing_since END
-      WHERE id = $1 RETURNING ${COLUMNS}`,
+      WHERE id = $1 AND deleted_at IS NULL RETURNING ${COLUMNS}`,
     [
       id,
       input.url === undefined ? current.url : checkEndpointUrl(input.url, allow_private),
@@ -153,8 +176,10 @@ export async function updateEndpoint(
       input.description === undefined ? current.description : input.description || null,
       mergeMetadata(current.metadata, input.metadata),
       status,
+      current.status,
     ],
   );
+  if (!rows[0]) throw resourceMissing('webhook_endpoint', id);
   return rows[0] as EndpointRow;
 }
 
@@ -189,7 +214,10 @@ export async function rollSecret(
 
 export async function deleteEndpoint(db: Queryable, scope: Scope, id: string): Promise<void> {
   const { rowCount } = await db.query(
-    `UPDATE webhook_endpoints SET deleted_at = now(), status = 'disabled'
+    `WITH parked AS (
+       UPDATE webhook_deliveries SET next_attempt_at = 'infinity'::timestamptz
+        WHERE endpoint_id = $1 AND status = 'pending')
+     UPDATE webhook_endpoints SET deleted_at = now(), status = 'disabled'
       WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL`,
     [id, scope.merchant_id, scope.livemode],
   );

@@ -26,14 +26,19 @@ for (const [net, prefix] of [
 ] as const) {
   INTERNAL.addSubnet(net, prefix, 'ipv4');
 }
+// Not ::ffff:0:0/96: BlockList matches IPv4 addresses against it as mapped ones, so it would
+// refuse every public IPv4 address; mapped addresses are checked against the IPv4 rules instead.
 for (const [net, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['::ffff:0:0', 96], // IPv4-mapped: checked again as IPv4 below
-  ['64:ff9b::', 96],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
+  ['::', 96], // unspecified, loopback and the old IPv4-compatible form (::a.b.c.d)
+  ['::ffff:0:0:0', 96], // IPv4-translated
+  ['64:ff9b::', 96], // NAT64
+  ['64:ff9b:1::', 48], // local NAT64
+  ['100::', 64], // discard
+  ['2001:db8::', 32], // documentation
+  ['fc00::', 7], // unique local
+  ['fe80::', 10], // link-local
+  ['fec0::', 10], // site-local (deprecated)
+  ['ff00::', 8], // multicast
 ] as const) {
   INTERNAL.addSubnet(net, prefix, 'ipv6');
 }

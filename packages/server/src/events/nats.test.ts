@@ -76,6 +76,7 @@ beforeAll(async () => {
   nats = new NatsServer(await freePort(), await mkdtemp(path.join(tmpdir(), 'moneta-nats-')));
   await nats.start();
   t = await startTestMoneta({ NATS_URL: nats.url, MONETA_RATE_LIMIT_PER_SECOND: '100000' });
+  await t.moneta.nats_publisher!.ready(); // the streams exist before a consumer is made
   nc = await connectNats(nats.url, 'test-consumer');
 });
 afterAll(async () => {

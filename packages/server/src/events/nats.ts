@@ -69,7 +69,8 @@ export async function connectNats(url: string, name: string): Promise<NatsConnec
     reconnect: true,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
+    // The first connection fails fast; connectNats's callers retry it.
+    waitOnFirstConnect: false,
   });
 }
 
@@ -101,6 +102,7 @@ export class NatsPublisher {
   private nc: NatsConnection | null = null;
   private js: JetStreamClient | null = null;
   private running: Promise<void> | null = null;
+  private connected: Promise<void> | null = null;
   private stopped = false;
   private wake: (() => void) | null = null;
   private nudged = false;
@@ -113,12 +115,36 @@ export class NatsPublisher {
     private readonly opts: NatsOptions,
   ) {}
 
-  async start(): Promise<void> {
+  /** Starts publishing; does not wait for NATS, which may be away (the events wait in the outbox). */
+  start(): void {
     assert(this.running === null, 'the publisher starts once');
-    this.nc = await connectNats(this.opts.url, 'moneta-publisher');
-    this.js = this.nc.jetstream();
-    await ensureStreams(await this.nc.jetstreamManager(), this.opts.replicas);
-    this.running = this.loop();
+    const connected = this.connect();
+    this.connected = connected;
+    this.running = connected.then(() => this.loop());
+  }
+
+  /** Resolves once connected, with the streams in place (or stopped meanwhile). */
+  ready(): Promise<void> {
+    assert(this.connected !== null, 'the publisher was started');
+    return this.connected;
+  }
+
+  /** Connects and sets up the streams, retrying with backoff until it works or the publisher stops. */
+  private async connect(): Promise<void> {
+    for (let failures = 0; !this.stopped; failures = Math.min(failures + 1, 6)) {
+      try {
+        this.nc = await connectNats(this.opts.url, 'moneta-publisher');
+        this.js = this.nc.jetstream();
+        await ensureStreams(await this.nc.jetstreamManager(), this.opts.replicas);
+        return;
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'cannot reach NATS yet; events wait in the outbox');
+        await this.nc?.close().catch(() => {});
+        this.nc = null;
+        this.js = null;
+        await this.sleep(250 * 2 ** failures);
+      }
+    }
   }
 
   nudge(): void {
@@ -135,7 +161,7 @@ export class NatsPublisher {
 
   private async loop(): Promise<void> {
     let failures = 0;
-    while (!this.stopped) {
+    while (!this.stopped && this.js) {
       let full = false;
       try {
         full = (await this.publishBatch()) >= PUBLISH_BATCH;

@@ -1,5 +1,5 @@
 import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
-import { type EndpointInput, newEndpoint, serializeEndpoint } from './endpoints.ts';
+import { checkEndpointRoom, type EndpointInput, newEndpoint, serializeEndpoint } from './endpoints.ts';
 
 export type EndpointCreateInput = EndpointInput & { url: string; enabled_events: string[] };
 
@@ -10,8 +10,9 @@ export function createEndpointOperation(allow_private: boolean): IdempotentOpera
     persist_params: true,
     steps: {
       started: (ctx) =>
-        ctx.atomicPhase(async () => {
+        ctx.atomicPhase(async (tx) => {
           const { row, insert } = newEndpoint(ctx.scope, ctx.params, allow_private);
+          await checkEndpointRoom(tx, ctx.scope);
           return { ...jsonResponse(200, serializeEndpoint(row, true)), writes: [insert] };
         }),
     },

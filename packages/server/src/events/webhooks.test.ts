@@ -556,6 +556,26 @@ describe('split roles', () => {
   });
 });
 
+describe('limits', () => {
+  it('text with a NUL character is refused naming the parameter; at most 16 endpoints per mode', async () => {
+    const nul = await call(t.url, 'POST', '/v1/webhook_endpoints', {
+      key: t.secret_key,
+      form: `url=${encodeURIComponent(`${receiver.url}/nul`)}&enabled_events[]=*&description=a%00b`,
+    });
+    expect([nul.status, nul.body.error.param]).toEqual([400, 'description']);
+    const { rows } = await t.pool.query(
+      'SELECT count(*)::int AS n FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = false AND deleted_at IS NULL',
+      [t.merchant_id],
+    );
+    for (let i = rows[0].n; i < 16; i += 1) await endpoint(`/many/${i}`, ['charge.refunded']);
+    const over = await call(t.url, 'POST', '/v1/webhook_endpoints', {
+      key: t.secret_key,
+      form: `url=${encodeURIComponent(`${receiver.url}/one-too-many`)}&enabled_events[]=*`,
+    });
+    expect([over.status, over.body.error.code]).toEqual([400, 'webhook_endpoints_limit']);
+  });
+});
+
 describe('SSRF guard', () => {
   it('refuses loopback, private and link-local endpoint URLs unless the operator allows them', async () => {
     const strict = await startTestMoneta();
@@ -568,6 +588,10 @@ describe('SSRF guard', () => {
         'http://169.254.169.254/latest/meta-data',
         'http://[::1]/hook',
         'http://[::ffff:127.0.0.1]/hook',
+        'http://[::127.0.0.1]/hook',
+        'http://[fd00::1]/hook',
+        'http://[fe80::1]/hook',
+        'http://100.64.1.1/hook',
       ]) {
         const res = await call(strict.url, 'POST', '/v1/webhook_endpoints', {
           key: strict.secret_key,
@@ -575,11 +599,17 @@ describe('SSRF guard', () => {
         });
         expect([res.status, res.body.error?.param], url).toEqual([400, 'url']);
       }
-      const ok = await call(strict.url, 'POST', '/v1/webhook_endpoints', {
-        key: strict.secret_key,
-        form: `url=${encodeURIComponent('https://hooks.example.com/stripe')}&enabled_events[]=*`,
-      });
-      expect(ok.status).toBe(200);
+      for (const url of [
+        'https://hooks.example.com/stripe',
+        'http://93.184.216.34/hook',
+        'https://[2606:4700::1111]/hook',
+      ]) {
+        const ok = await call(strict.url, 'POST', '/v1/webhook_endpoints', {
+          key: strict.secret_key,
+          form: `url=${encodeURIComponent(url)}&enabled_events[]=*`,
+        });
+        expect(ok.status, url).toBe(200);
+      }
     } finally {
       await strict.close();
     }

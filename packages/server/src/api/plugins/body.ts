@@ -65,6 +65,32 @@ export const bodyParsing = fp<{ body_limit_bytes: number }>(async (app: FastifyI
     if ((req.method === 'POST' || req.method === 'DELETE') && (req.body === undefined || req.body === null)) {
       req.body = {};
     }
+    // PostgreSQL text cannot hold NUL: refused here, naming the parameter, rather than failing in SQL.
+    const nul = pathWithNul(req.body, '') ?? pathWithNul(req.query, '') ?? pathWithNul(req.params, '');
+    if (nul !== null) {
+      done(
+        invalidRequest(
+          `Invalid ${nul || 'request'}: text cannot contain NUL (\\u0000) characters.`,
+          nul || undefined,
+        ),
+      );
+      return;
+    }
     done();
   });
 });
+
+const MAX_NUL_SCAN_DEPTH = 8;
+
+/** The first parameter (as `a[b][0]`) whose text holds a NUL character, or null. */
+function pathWithNul(value: unknown, path: string, depth = 0): string | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : null;
+  if (value === null || typeof value !== 'object' || depth > MAX_NUL_SCAN_DEPTH) return null;
+  for (const [key, v] of Object.entries(value)) {
+    if (key.includes('\u0000'))
+      return path ? `${path}[${key.replaceAll('\u0000', '')}]` : key.replaceAll('\u0000', '');
+    const found = pathWithNul(v, path ? `${path}[${key}]` : key, depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
+}
