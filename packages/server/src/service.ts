@@ -10,8 +10,8 @@ import { EmbeddedPostgres } from './db/embedded.ts';
 import { migrate, migrationsApplied } from './db/migrate.ts';
 import { createPool, type Pool } from './db/pool.ts';
 import {
-  createEndpointOperation,
   EVENTS_INSERT,
+  endpointOperations,
   NatsPublisher,
   OutboxListener,
   OutboxNotifier,
@@ -168,8 +168,8 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     engine.register(payment_method_operations.create);
     engine.register(payment_method_operations.attach);
     engine.register(payment_method_operations.detach);
-    const endpoint_create = createEndpointOperation(config.webhook_allow_private);
-    engine.register(endpoint_create);
+    const endpoint_operations = endpointOperations(config.webhook_allow_private);
+    for (const op of Object.values(endpoint_operations)) engine.register(op);
     // Acquirers: MONETA_ACQUIRERS, or (role all) the two simulators started beside us.
     let acquirers = config.acquirers;
     if (!acquirers && config.role === 'all') {
@@ -221,7 +221,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
       vault,
       payment_method_operations,
       payment_operations,
-      endpoint_create,
+      endpoint_operations,
       nudge_dispatcher: () => running_dispatcher?.nudge(),
       authenticator: new Authenticator(db.pool, config.auth_cache_ttl_ms),
       rate_limiter,

@@ -103,7 +103,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         await v1.register(eventRoutes, {
           pool: deps.pool,
           allow_private: deps.config.webhook_allow_private,
-          create: deps.endpoint_create,
+          operations: deps.endpoint_operations,
           nudge: deps.nudge_dispatcher ?? (() => {}),
         });
       },

@@ -1,6 +1,6 @@
 import type { Config } from '../config/index.ts';
 import type { Pool } from '../db/pool.ts';
-import type { EndpointCreateInput } from '../events/index.ts';
+import type { EndpointOperations } from '../events/index.ts';
 import type { IdempotencyEngine, IdempotentOperation } from '../idempotency/index.ts';
 import type { Ledger } from '../ledger/index.ts';
 import type { AuthenticatedKey, Authenticator } from '../merchants/index.ts';
@@ -27,7 +27,7 @@ export interface ApiDeps {
   vault: Vault;
   payment_method_operations: PaymentMethodOperations;
   payment_operations: PaymentOperations;
-  endpoint_create: IdempotentOperation<EndpointCreateInput>;
+  endpoint_operations: EndpointOperations;
   nudge_dispatcher?: () => void;
   authenticator: Authenticator;
   rate_limiter: RateLimiter;

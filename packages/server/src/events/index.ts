@@ -47,7 +47,12 @@ export {
   streamName,
   subjectOf,
 } from './nats.ts';
-export { createEndpointOperation, type EndpointCreateInput } from './operations.ts';
+export {
+  createEndpointOperation,
+  type EndpointCreateInput,
+  type EndpointOperations,
+  endpointOperations,
+} from './operations.ts';
 export { EVENTS_INSERT, eventInsert } from './outbox.ts';
 export { OUTBOX_CHANNEL, OutboxListener, OutboxNotifier } from './signal.ts';
 export { signatureHeader } from './signature.ts';

@@ -1,5 +1,12 @@
 import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
-import { checkEndpointRoom, type EndpointInput, newEndpoint, serializeEndpoint } from './endpoints.ts';
+import {
+  checkEndpointRoom,
+  type EndpointInput,
+  newEndpoint,
+  rollSecret,
+  serializeEndpoint,
+  updateEndpoint,
+} from './endpoints.ts';
 
 export type EndpointCreateInput = EndpointInput & { url: string; enabled_events: string[] };
 
@@ -15,6 +22,52 @@ export function createEndpointOperation(allow_private: boolean): IdempotentOpera
           await checkEndpointRoom(tx, ctx.scope);
           return { ...jsonResponse(200, serializeEndpoint(row, true)), writes: [insert] };
         }),
+    },
+  };
+}
+
+export interface EndpointOperations {
+  create: IdempotentOperation<EndpointCreateInput>;
+  update: IdempotentOperation<{ id: string; input: EndpointInput }>;
+  roll_secret: IdempotentOperation<{ id: string; expires_in: number }>;
+}
+
+/**
+ * The endpoint's writes as idempotent operations: each runs in one transaction (its row lock
+ * holds until the commit), and a retry with the same key gets the first answer, so a roll
+ * whose answer was lost shows the same new secret again instead of making another.
+ */
+export function endpointOperations(allow_private: boolean): EndpointOperations {
+  return {
+    create: createEndpointOperation(allow_private),
+    update: {
+      name: 'webhook_endpoints.update',
+      persist_params: true,
+      steps: {
+        started: (ctx) =>
+          ctx.atomicPhase(async (tx) =>
+            jsonResponse(
+              200,
+              serializeEndpoint(
+                await updateEndpoint(tx, ctx.scope, ctx.params.id, ctx.params.input, allow_private),
+              ),
+            ),
+          ),
+      },
+    },
+    roll_secret: {
+      name: 'webhook_endpoints.roll_secret',
+      // The answer holds the new secret; the parameters hold nothing secret.
+      persist_params: true,
+      steps: {
+        started: (ctx) =>
+          ctx.atomicPhase(async (tx) =>
+            jsonResponse(
+              200,
+              serializeEndpoint(await rollSecret(tx, ctx.scope, ctx.params.id, ctx.params.expires_in), true),
+            ),
+          ),
+      },
     },
   };
 }

@@ -249,14 +249,25 @@ describe('deliveries', () => {
     expect(rolled.status).toBe(200);
     const new_secret = rolled.body.secret as string;
     expect(new_secret).not.toBe(old_secret);
-    receiver.secrets.set('/roll', [new_secret]);
+    // A roll retried with its Idempotency-Key (its answer was lost) shows the same secret again.
+    const once = {
+      key: t.secret_key,
+      form: 'expires_in=3600',
+      headers: { 'Idempotency-Key': `roll-${we.id}` },
+    };
+    const first = await call(t.url, 'POST', `/v1/webhook_endpoints/${we.id}/roll_secret`, once);
+    const retried = await call(t.url, 'POST', `/v1/webhook_endpoints/${we.id}/roll_secret`, once);
+    expect(retried.body.secret).toBe(first.body.secret);
+    receiver.secrets.set('/roll', [first.body.secret]);
     await newIntent(1201);
     const [during] = await until('a delivery during the roll', () =>
       receiver.of('/roll').length >= 1 ? receiver.of('/roll') : null,
     );
     expect(during!.signature.match(/v1=/g)).toHaveLength(2);
-    // A receiver still on the old secret verifies it too.
-    expect(Stripe.webhooks.constructEvent(during!.body, during!.signature, old_secret).id).toBe(
+    // A receiver still on the previous secret verifies it too (the first roll's: the keyed roll
+    // moved it to previous), and the original one no longer signs.
+    expect(() => Stripe.webhooks.constructEvent(during!.body, during!.signature, old_secret)).toThrow();
+    expect(Stripe.webhooks.constructEvent(during!.body, during!.signature, new_secret).id).toBe(
       during!.event.id,
     );
     // Rolled again with no overlap: only the newest secret signs.

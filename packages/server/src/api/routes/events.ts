@@ -5,6 +5,7 @@ import {
   deleteEndpoint,
   type EndpointCreateInput,
   type EndpointInput,
+  type EndpointOperations,
   type EventListParams,
   listDeliveries,
   listEndpoints,
@@ -13,13 +14,10 @@ import {
   resend,
   retrieveEndpoint,
   retrieveEvent,
-  rollSecret,
   serializeDelivery,
   serializeEndpoint,
   serializeEvent,
-  updateEndpoint,
 } from '../../events/index.ts';
-import type { IdempotentOperation } from '../../idempotency/index.ts';
 import { invalidRequest } from '../../lib/errors.ts';
 import type { ListParams } from '../../lib/list.ts';
 import { scopeOf } from '../plugins/operations.ts';
@@ -102,7 +100,7 @@ export async function eventRoutes(
   opts: {
     pool: Pool;
     allow_private: boolean;
-    create: IdempotentOperation<EndpointCreateInput>;
+    operations: EndpointOperations;
     /** Tells the dispatcher (if this process runs one) that deliveries are due now. */
     nudge: () => void;
   },
@@ -133,7 +131,7 @@ export async function eventRoutes(
     async (req, reply) => {
       const { expand, ...input } = req.body as WithExpand<EndpointCreateInput>;
       rejectExpand(expand);
-      return app.runOperation(req, reply, opts.create, input);
+      return app.runOperation(req, reply, opts.operations.create, input);
     },
   );
 
@@ -153,14 +151,10 @@ export async function eventRoutes(
     async (req, reply) => {
       const { expand, ...input } = req.body as WithExpand<EndpointInput>;
       rejectExpand(expand);
-      const row = await updateEndpoint(
-        pool,
-        scopeOf(req),
-        (req.params as { id: string }).id,
+      return app.runOperation(req, reply, opts.operations.update, {
+        id: (req.params as { id: string }).id,
         input,
-        allow_private,
-      );
-      return app.sendJson(reply, 200, serializeEndpoint(row));
+      });
     },
   );
 
@@ -170,13 +164,10 @@ export async function eventRoutes(
     { schema: { params: idParam, body: rollBody, querystring: noQuery } },
     async (req, reply) => {
       const { expires_in } = (req.body ?? {}) as { expires_in?: number };
-      const row = await rollSecret(
-        pool,
-        scopeOf(req),
-        (req.params as { id: string }).id,
-        expires_in ?? DEFAULT_SECRET_OVERLAP_S,
-      );
-      return app.sendJson(reply, 200, serializeEndpoint(row, true));
+      return app.runOperation(req, reply, opts.operations.roll_secret, {
+        id: (req.params as { id: string }).id,
+        expires_in: expires_in ?? DEFAULT_SECRET_OVERLAP_S,
+      });
     },
   );
 
