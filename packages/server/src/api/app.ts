@@ -102,7 +102,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         await v1.register(paymentRoutes, { pool: deps.pool, operations: deps.payment_operations });
         await v1.register(eventRoutes, {
           pool: deps.pool,
-          allow_private: deps.config.webhook_allow_private,
           operations: deps.endpoint_operations,
           nudge: deps.nudge_dispatcher ?? (() => {}),
         });

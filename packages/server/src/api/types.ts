@@ -1,7 +1,7 @@
 import type { Config } from '../config/index.ts';
 import type { Pool } from '../db/pool.ts';
 import type { EndpointOperations } from '../events/index.ts';
-import type { IdempotencyEngine, IdempotentOperation } from '../idempotency/index.ts';
+import type { IdempotencyEngine } from '../idempotency/index.ts';
 import type { Ledger } from '../ledger/index.ts';
 import type { AuthenticatedKey, Authenticator } from '../merchants/index.ts';
 import type { Logger } from '../ops/logger.ts';

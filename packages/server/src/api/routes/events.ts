@@ -99,13 +99,12 @@ export async function eventRoutes(
   app: FastifyInstance,
   opts: {
     pool: Pool;
-    allow_private: boolean;
     operations: EndpointOperations;
     /** Tells the dispatcher (if this process runs one) that deliveries are due now. */
     nudge: () => void;
   },
 ) {
-  const { pool, allow_private } = opts;
+  const { pool } = opts;
 
   app.get('/events/:id', { schema: { params: idParam, querystring: noQuery } }, async (req, reply) => {
     rejectExpand((req.query as { expand?: string[] }).expand);
