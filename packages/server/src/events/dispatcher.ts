@@ -12,6 +12,7 @@ import {
 import { Agent, request } from 'undici';
 import { type Pool, withTransaction } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
+import { Waker } from '../lib/waker.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { type EndpointRow, serializeEndpoint } from './endpoints.ts';
@@ -122,8 +123,7 @@ export class WebhookDispatcher {
   private readonly attempts = new Set<Promise<void>>();
   private running: Promise<void> | null = null;
   private stopped = false;
-  private wake: (() => void) | null = null;
-  private nudged = false;
+  private readonly waker = new Waker();
   private last_disable_check_ms = 0;
   private last_lag_ms = 0;
 
@@ -154,8 +154,7 @@ export class WebhookDispatcher {
 
   private wakeUp(): void {
     // Kept when the loop is not asleep, so a wake-up during a round is not lost.
-    this.nudged = true;
-    this.wake?.();
+    this.waker.nudge();
   }
 
   async stop(): Promise<void> {
@@ -224,22 +223,7 @@ export class WebhookDispatcher {
   }
 
   private sleep(ms: number): Promise<void> {
-    if (this.nudged) {
-      this.nudged = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = null;
-        this.nudged = false;
-        done();
-      };
-    });
+    return this.waker.sleep(ms);
   }
 
   /**

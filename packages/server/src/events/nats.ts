@@ -12,6 +12,7 @@ import {
 } from 'nats';
 import { type Pool, withTransaction } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
+import { Waker } from '../lib/waker.ts';
 import type { Logger } from '../ops/logger.ts';
 import { serializeEvent } from './store.ts';
 
@@ -104,8 +105,7 @@ export class NatsPublisher {
   private running: Promise<void> | null = null;
   private connected: Promise<void> | null = null;
   private stopped = false;
-  private wake: (() => void) | null = null;
-  private nudged = false;
+  private readonly waker = new Waker();
   /** Events published (acknowledged by JetStream); tests read it. */
   published = 0;
 
@@ -148,8 +148,7 @@ export class NatsPublisher {
   }
 
   nudge(): void {
-    this.nudged = true;
-    this.wake?.();
+    this.waker.nudge();
   }
 
   async stop(): Promise<void> {
@@ -178,21 +177,7 @@ export class NatsPublisher {
   }
 
   private sleep(ms: number): Promise<void> {
-    if (this.nudged) {
-      this.nudged = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        self.wake = null;
-        self.nudged = false;
-        resolve();
-      }
-      this.wake = done;
-    });
+    return this.waker.sleep(ms);
   }
 
   /**

@@ -1,0 +1,31 @@
+/**
+ * A loop's sleep that a nudge cuts short. A nudge while the loop is awake is kept, so the
+ * next sleep returns at once: a wake-up that arrives during a round of work is never lost.
+ */
+export class Waker {
+  private wake: (() => void) | null = null;
+  private nudged = false;
+
+  nudge(): void {
+    this.nudged = true;
+    this.wake?.();
+  }
+
+  /** Resolves after `ms`, or at the first nudge (now, if one came since the last sleep). */
+  sleep(ms: number): Promise<void> {
+    if (this.nudged) {
+      this.nudged = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        this.nudged = false;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+}
