@@ -15,6 +15,13 @@ declare module 'fastify' {
     ): Promise<FastifyReply>;
     /** Sends a JSON object (for reads, which need no idempotency). */
     sendJson(reply: FastifyReply, status: number, body: unknown): FastifyReply;
+    /** A page of objects in Stripe's list shape: `{object: 'list', url, has_more, data}`. */
+    sendList<T>(
+      reply: FastifyReply,
+      url: string,
+      page: { has_more: boolean; data: T[] },
+      serialize: (row: T) => unknown,
+    ): FastifyReply;
   }
 }
 
@@ -48,6 +55,21 @@ export const operations = fp<Pick<ApiDeps, 'engine' | 'metrics'>>(
   async (app: FastifyInstance, deps) => {
     app.decorate('sendJson', (reply: FastifyReply, status: number, body: unknown) =>
       reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body)),
+    );
+    app.decorate(
+      'sendList',
+      <T>(
+        reply: FastifyReply,
+        url: string,
+        page: { has_more: boolean; data: T[] },
+        serialize: (row: T) => unknown,
+      ) =>
+        app.sendJson(reply, 200, {
+          object: 'list',
+          url,
+          has_more: page.has_more,
+          data: page.data.map(serialize),
+        }),
     );
 
     app.decorate('runOperation', async function runOperation<

@@ -105,11 +105,6 @@ export async function customerRoutes(app: FastifyInstance, opts: { pool: Pool })
     const query = req.query as CustomerListParams & { expand?: string[] };
     rejectExpand(query.expand);
     const page = await listCustomers(pool, scopeOf(req), query);
-    return app.sendJson(reply, 200, {
-      object: 'list',
-      url: '/v1/customers',
-      has_more: page.has_more,
-      data: page.data.map(serializeCustomer),
-    });
+    return app.sendList(reply, '/v1/customers', page, serializeCustomer);
   });
 }

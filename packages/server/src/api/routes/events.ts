@@ -116,12 +116,7 @@ export async function eventRoutes(
     const query = req.query as WithExpand<EventListParams>;
     rejectExpand(query.expand);
     const page = await listEvents(pool, scopeOf(req), query);
-    return app.sendJson(reply, 200, {
-      object: 'list',
-      url: '/v1/events',
-      has_more: page.has_more,
-      data: page.data.map((e) => serializeEvent(e, e.pending_webhooks)),
-    });
+    return app.sendList(reply, '/v1/events', page, (e) => serializeEvent(e, e.pending_webhooks));
   });
 
   app.post(
@@ -192,12 +187,7 @@ export async function eventRoutes(
         status?: 'pending' | 'succeeded' | 'failed';
       };
       const page = await listDeliveries(pool, scopeOf(req), id, query);
-      return app.sendJson(reply, 200, {
-        object: 'list',
-        url: `/v1/webhook_endpoints/${id}/deliveries`,
-        has_more: page.has_more,
-        data: page.data.map(serializeDelivery),
-      });
+      return app.sendList(reply, `/v1/webhook_endpoints/${id}/deliveries`, page, serializeDelivery);
     },
   );
 
@@ -235,11 +225,6 @@ export async function eventRoutes(
     const query = req.query as WithExpand<ListParams>;
     rejectExpand(query.expand);
     const page = await listEndpoints(pool, scopeOf(req), query);
-    return app.sendJson(reply, 200, {
-      object: 'list',
-      url: '/v1/webhook_endpoints',
-      has_more: page.has_more,
-      data: page.data.map((row) => serializeEndpoint(row)),
-    });
+    return app.sendList(reply, '/v1/webhook_endpoints', page, (row) => serializeEndpoint(row));
   });
 }

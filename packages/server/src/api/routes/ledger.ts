@@ -179,12 +179,7 @@ export async function ledgerRoutes(app: FastifyInstance, opts: { ledger: Ledger 
         const param = query.starting_after ? 'starting_after' : 'ending_before';
         throw invalidRequest(`The ${param} transfer is not a transfer of this account.`, param);
       }
-      return app.sendJson(reply, 200, {
-        object: 'list',
-        url: `/v1/ledger/accounts/${id}/transfers`,
-        has_more: page.has_more,
-        data: page.data.map(transferToJson),
-      });
+      return app.sendList(reply, `/v1/ledger/accounts/${id}/transfers`, page, transferToJson);
     },
   );
 
@@ -237,23 +232,13 @@ export async function ledgerRoutes(app: FastifyInstance, opts: { ledger: Ledger 
   app.get('/ledger/transfers', { schema: { querystring: byUserData } }, async (req, reply) => {
     const { user_data_128, limit } = req.query as { user_data_128: string; limit: number };
     const page = await transfersByUserData(ledger.pool, livemode(req), user_data_128, limit);
-    return app.sendJson(reply, 200, {
-      object: 'list',
-      url: '/v1/ledger/transfers',
-      has_more: page.has_more,
-      data: page.data.map(transferToJson),
-    });
+    return app.sendList(reply, '/v1/ledger/transfers', page, transferToJson);
   });
 
   app.get('/ledger/accounts', { schema: { querystring: byUserData } }, async (req, reply) => {
     const { user_data_128, limit } = req.query as { user_data_128: string; limit: number };
     const page = await accountsByUserData(ledger.pool, livemode(req), user_data_128, limit);
-    return app.sendJson(reply, 200, {
-      object: 'list',
-      url: '/v1/ledger/accounts',
-      has_more: page.has_more,
-      data: page.data.map(accountToJson),
-    });
+    return app.sendList(reply, '/v1/ledger/accounts', page, accountToJson);
   });
 
   app.get(

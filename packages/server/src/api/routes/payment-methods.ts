@@ -86,10 +86,6 @@ interface CreateBody {
   expand?: string[];
 }
 
-function listResponse(url: string, page: Awaited<ReturnType<typeof listPaymentMethods>>) {
-  return { object: 'list', url, has_more: page.has_more, data: page.data.map(serializePaymentMethod) };
-}
-
 export async function paymentMethodRoutes(
   app: FastifyInstance,
   opts: { pool: Pool; vault: Vault; operations: PaymentMethodOperations },
@@ -137,11 +133,8 @@ export async function paymentMethodRoutes(
     if (query.customer !== undefined && !(await customerExists(pool, scopeOf(req), query.customer))) {
       throw resourceMissing('customer', query.customer, 'customer');
     }
-    return app.sendJson(
-      reply,
-      200,
-      listResponse('/v1/payment_methods', await listPaymentMethods(pool, scopeOf(req), query)),
-    );
+    const page = await listPaymentMethods(pool, scopeOf(req), query);
+    return app.sendList(reply, '/v1/payment_methods', page, serializePaymentMethod);
   });
 
   app.post(
@@ -176,7 +169,7 @@ export async function paymentMethodRoutes(
       rejectExpand(query.expand);
       if (!(await customerExists(pool, scopeOf(req), id))) throw resourceMissing('customer', id);
       const page = await listPaymentMethods(pool, scopeOf(req), { ...query, customer: id });
-      return app.sendJson(reply, 200, listResponse(`/v1/customers/${id}/payment_methods`, page));
+      return app.sendList(reply, `/v1/customers/${id}/payment_methods`, page, serializePaymentMethod);
     },
   );
 }

@@ -205,12 +205,7 @@ export async function paymentRoutes(
     const query = req.query as IntentListParams & { expand?: string[] };
     rejectExpand(query.expand);
     const page = await listIntents(pool, scopeOf(req), query);
-    return app.sendJson(reply, 200, {
-      object: 'list',
-      url: '/v1/payment_intents',
-      has_more: page.has_more,
-      data: page.data.map(serializeIntent),
-    });
+    return app.sendList(reply, '/v1/payment_intents', page, serializeIntent);
   });
 
   app.get('/charges/:id', { schema: { params: idParam, querystring: noQuery } }, async (req, reply) => {
@@ -244,11 +239,6 @@ export async function paymentRoutes(
     const query = req.query as Parameters<typeof listRefunds>[2] & { expand?: string[] };
     rejectExpand(query.expand);
     const page = await listRefunds(pool, scopeOf(req), query);
-    return app.sendJson(reply, 200, {
-      object: 'list',
-      url: '/v1/refunds',
-      has_more: page.has_more,
-      data: page.data.map(serializeRefund),
-    });
+    return app.sendList(reply, '/v1/refunds', page, serializeRefund);
   });
 }
