@@ -31,7 +31,8 @@ export const expandSchema = {
   items: { type: 'string', maxLength: 200 },
 } as const;
 
-const timestamp = { type: 'integer', minimum: 0, maximum: 253402300799 } as const;
+/** Unix seconds, up to the year 9999. */
+export const timestamp = { type: 'integer', minimum: 0, maximum: 253402300799 } as const;
 
 export const createdFilterSchema = {
   anyOf: [

@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/pool.ts';
-import { assert, MonetaError } from '../lib/errors.ts';
+import { assert, serviceUnavailable } from '../lib/errors.ts';
 import { AUDIT_COLUMNS, type AuditEntry, auditValues } from './log.ts';
 
 /**
@@ -57,7 +57,7 @@ export class AuditWriter {
   append(entry: AuditEntry): Promise<void> {
     const values = auditValues(entry); // a bad entry fails its caller now, never its batch
     if (this.queue.length >= (this.opts.max_queued ?? DEFAULT_MAX_QUEUED)) {
-      return Promise.reject(new MonetaError(503, 'api_error', 'The audit log is behind; retry in a moment.'));
+      return Promise.reject(serviceUnavailable('The audit log is behind; retry in a moment.'));
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ values, resolve, reject });
@@ -72,6 +72,8 @@ export class AuditWriter {
   /** Writes batches until the queue is empty; one batch at a time (they would queue on the head lock anyway). */
   private async drain(): Promise<void> {
     const max_batch = this.opts.max_batch ?? DEFAULT_MAX_BATCH;
+    // Bounded per call: a queue that keeps refilling is carried on in a later turn of the event
+    // loop (the finally below), so one drain never holds the process for good.
     const max_rounds = Math.ceil((this.opts.max_queued ?? DEFAULT_MAX_QUEUED) / max_batch) + 1;
     try {
       for (let round = 0; round < max_rounds && this.queue.length > 0; round += 1) {

@@ -4,6 +4,7 @@ import { type Config, ConfigError, describeSettings, loadConfig } from '../confi
 import { latestVersion, migrate } from '../db/migrate.ts';
 import { endpointScope, listDeliveries, resend, serializeDelivery } from '../events/index.ts';
 import { verifyLedger } from '../ledger/index.ts';
+import { isIdOf } from '../lib/ids.ts';
 import { createMerchant, rollKey } from '../merchants/index.ts';
 import { createLogger } from '../ops/logger.ts';
 import { type Database, openDatabase, startMoneta } from '../service.ts';
@@ -353,7 +354,7 @@ function instant(name: string) {
 }
 
 function endpointId(value: string): string {
-  if (!/^we_[0-9A-Z]{26}$/.test(value))
+  if (!isIdOf('we', value))
     throw new InvalidArgumentError('--endpoint must be a webhook endpoint id (we_…).');
   return value;
 }

@@ -6,6 +6,7 @@ import type { Logger } from '../ops/logger.ts';
 
 /** Acquirer simulators `moneta start` runs beside itself when MONETA_ACQUIRERS is unset. */
 export const DEFAULT_SIMULATORS = ['acme', 'globex'] as const;
+const MAX_STDERR_CHARS = 16_384;
 const READY_TIMEOUT_MS = 15_000;
 /** Tries a few times: after a crash, the previous simulator may still be letting go of its directory. */
 const START_ATTEMPTS = 12;
@@ -67,7 +68,8 @@ async function startOne(
     children.push(child);
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
+      // Kept only for a start-up failure's message, and bounded: the simulator lives as long as we do.
+      if (stderr.length < MAX_STDERR_CHARS) stderr += chunk.toString();
       log.debug({ acquirer: name, stderr: chunk.toString().trim() }, 'acquirer simulator');
     });
     try {
@@ -88,15 +90,19 @@ function readyUrl(child: ChildProcess, name: string): Promise<string> {
       () => reject(new Error(`acquirer simulator ${name} did not start in ${READY_TIMEOUT_MS} ms`)),
       READY_TIMEOUT_MS,
     );
-    child.stdout!.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       out += chunk.toString();
       const m = /READY (\S+) (\S+)/.exec(out);
       if (m) {
+        // Read once: later output is drained unread, not collected for the process's lifetime.
+        child.stdout!.off('data', onData);
+        child.stdout!.resume();
         clearTimeout(timer);
         assert(m[1] === name, 'the simulator answers with its own name');
         resolve(m[2]!);
       }
-    });
+    };
+    child.stdout!.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`acquirer simulator ${name} exited with ${code} before it was ready`));

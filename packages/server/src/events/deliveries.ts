@@ -58,7 +58,7 @@ export function serializeDelivery(row: DeliveryRow): Record<string, unknown> {
 }
 
 /** At most this many deliveries are queued again by one resend. */
-export const MAX_RESEND = 10_000;
+const MAX_RESEND = 10_000;
 
 /**
  * Sends events to an endpoint again, now: one event (whether or not it was ever delivered

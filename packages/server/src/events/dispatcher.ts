@@ -46,7 +46,7 @@ import { serializeEvent } from './store.ts';
 export const RETRY_DELAYS_S = [60, 300, 1800, 7200, 18_000, 36_000, 86_400] as const;
 export const MAX_ATTEMPTS = RETRY_DELAYS_S.length + 1;
 /** An endpoint whose every delivery has failed for this long is disabled. */
-export const DISABLE_AFTER_S = 3 * 24 * 3600;
+const DISABLE_AFTER_S = 3 * 24 * 3600;
 /** While a circuit is open, its endpoint's deliveries wait this long without an attempt. */
 const POSTPONE_S = 30;
 const EXCERPT_CHARS = 500;
@@ -149,11 +149,6 @@ export class WebhookDispatcher {
   /** Something was committed to the outbox (or is due again): look now rather than at the next poll. */
   nudge(): void {
     this.outbox_dirty = true;
-    this.wakeUp();
-  }
-
-  private wakeUp(): void {
-    // Kept when the loop is not asleep, so a wake-up during a round is not lost.
     this.waker.nudge();
   }
 
@@ -166,8 +161,8 @@ export class WebhookDispatcher {
     await this.agent.close();
   }
 
-  /** One round of work, for tests and the loop: fan out, claim what is due again, start attempts. */
-  async runOnce(): Promise<{ dispatched: number; started: number; more: boolean }> {
+  /** One round of work: fan out, claim what is due again, start attempts. */
+  private async runOnce(): Promise<{ dispatched: number; started: number; more: boolean }> {
     let dispatched = 0;
     let started = 0;
     let more = false;
@@ -198,11 +193,6 @@ export class WebhookDispatcher {
     return { dispatched, started, more };
   }
 
-  /** Waits for every attempt started so far to be recorded (tests). */
-  async settle(): Promise<void> {
-    await Promise.allSettled([...this.attempts]);
-  }
-
   private async loop(): Promise<void> {
     while (!this.stopped) {
       let busy = false;
@@ -218,12 +208,8 @@ export class WebhookDispatcher {
       } catch (err) {
         this.log.warn({ err }, 'webhook dispatch failed; retrying shortly');
       }
-      if (!busy) await this.sleep(this.opts.poll_ms ?? 100);
+      if (!busy) await this.waker.sleep(this.opts.poll_ms ?? 100);
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return this.waker.sleep(ms);
   }
 
   /**
@@ -273,7 +259,7 @@ export class WebhookDispatcher {
       ...d,
       attempts: 0,
       created_at: new Date(d.created_at),
-      secrets: [d.secret, ...(d.previous_secret ? [d.previous_secret] : [])],
+      secrets: signingSecrets(d.secret, d.previous_secret),
     }));
     return { events: rows[0].events as number, deliveries };
   }
@@ -355,7 +341,7 @@ export class WebhookDispatcher {
     return this.startAll(
       rows.map((row) => ({
         ...(row as Omit<Claimed, 'secrets'>),
-        secrets: [row.secret as string, ...(row.previous_secret ? [row.previous_secret as string] : [])],
+        secrets: signingSecrets(row.secret as string, row.previous_secret as string | null),
       })),
     );
   }
@@ -423,7 +409,7 @@ export class WebhookDispatcher {
     } finally {
       gate.held -= 1;
       this.held -= 1;
-      this.wakeUp();
+      this.waker.nudge(); // room freed: the loop may claim or fan out more
     }
   }
 
@@ -514,7 +500,7 @@ export class WebhookDispatcher {
   }
 
   /** Endpoints failing for three days are disabled, with a `webhook_endpoint.disabled` event. */
-  async disableFailingEndpoints(): Promise<number> {
+  private async disableFailingEndpoints(): Promise<number> {
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query(
         `WITH disabled AS (
@@ -556,10 +542,15 @@ export class WebhookDispatcher {
 }
 
 /** The wait after failed attempt `attempt` (1-based), with ±10 % jitter so retries spread out. */
-export function retryDelay(attempt: number, scale: number): number {
+function retryDelay(attempt: number, scale: number): number {
   assert(attempt >= 1 && attempt < MAX_ATTEMPTS, 'a delay follows attempts 1…7');
   const base = RETRY_DELAYS_S[attempt - 1]! * scale;
   return base * (0.9 + 0.2 * Math.random());
+}
+
+/** The secrets that sign: the current one, and during a roll the previous one (still in force). */
+function signingSecrets(secret: string, previous: string | null): string[] {
+  return previous ? [secret, previous] : [secret];
 }
 
 /** PostgreSQL text cannot hold NUL; a receiver's answer may. */

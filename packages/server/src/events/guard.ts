@@ -43,7 +43,7 @@ for (const [net, prefix] of [
   INTERNAL.addSubnet(net, prefix, 'ipv6');
 }
 
-export function isInternalAddress(address: string): boolean {
+function isInternalAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return INTERNAL.check(address, 'ipv4');
   if (family === 6) {

@@ -2,7 +2,6 @@ import {
   AckPolicy,
   connect,
   DiscardPolicy,
-  headers,
   type JetStreamClient,
   type JetStreamManager,
   type NatsConnection,
@@ -29,7 +28,7 @@ import { serializeEvent } from './store.ts';
  * `MONETA_EVENTS` the rest. A subject is `moneta.<family>.<event type>`.
  */
 
-export const FAMILIES = {
+const FAMILIES = {
   payments: ['payment_intent', 'charge', 'refund'],
   webhooks: ['webhook_endpoint'],
   events: [] as string[],
@@ -37,7 +36,7 @@ export const FAMILIES = {
 
 export type Family = keyof typeof FAMILIES;
 
-export function familyOf(type: string): Family {
+function familyOf(type: string): Family {
   const object = type.split('.')[0]!;
   for (const [family, objects] of Object.entries(FAMILIES) as [Family, readonly string[]][]) {
     if (objects.includes(object)) return family;
@@ -54,6 +53,7 @@ const DUPLICATE_WINDOW_MS = 10 * 60_000;
 const MAX_AGE_MS = 30 * 24 * 3600_000;
 const PUBLISH_BATCH = 256;
 const PUBLISH_TIMEOUT_MS = 5_000;
+const MAX_DELIVER = 50;
 
 export interface NatsOptions {
   url: string;
@@ -76,7 +76,7 @@ export async function connectNats(url: string, name: string): Promise<NatsConnec
 }
 
 /** Creates (or updates) the streams with the settings docs/events.md recommends. */
-export async function ensureStreams(jsm: JetStreamManager, replicas: number): Promise<void> {
+async function ensureStreams(jsm: JetStreamManager, replicas: number): Promise<void> {
   for (const family of Object.keys(FAMILIES) as Family[]) {
     const config = {
       name: streamName(family),
@@ -142,7 +142,7 @@ export class NatsPublisher {
         await this.nc?.close().catch(() => {});
         this.nc = null;
         this.js = null;
-        await this.sleep(250 * 2 ** failures);
+        await this.waker.sleep(250 * 2 ** failures);
       }
     }
   }
@@ -169,22 +169,18 @@ export class NatsPublisher {
         // NATS away (restarting, partitioned): the events wait in the outbox; back off.
         failures = Math.min(failures + 1, 6);
         this.log.warn({ err: (err as Error).message }, 'publishing events to NATS failed; retrying');
-        await this.sleep(100 * 2 ** failures);
+        await this.waker.sleep(100 * 2 ** failures);
         continue;
       }
-      if (!full) await this.sleep(this.opts.poll_ms ?? 100);
+      if (!full) await this.waker.sleep(this.opts.poll_ms ?? 100);
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return this.waker.sleep(ms);
   }
 
   /**
    * One batch in one transaction: the events are locked (another publisher skips them),
    * published, and marked once every publish is acknowledged. Returns how many.
    */
-  async publishBatch(): Promise<number> {
+  private async publishBatch(): Promise<number> {
     const js = this.js;
     assert(js, 'the publisher is started');
     return withTransaction(this.pool, async (tx) => {
@@ -197,12 +193,9 @@ export class NatsPublisher {
       // Sent together on one connection (JetStream keeps their order per subject), acknowledged together.
       await Promise.all(
         rows.map((row) => {
-          const h = headers();
-          h.set('Nats-Msg-Id', row.id as string);
           const body = JSON.stringify(serializeEvent(row as Parameters<typeof serializeEvent>[0], 0));
           return js.publish(subjectOf(row.type as string), body, {
-            msgID: row.id as string,
-            headers: h,
+            msgID: row.id as string, // sent as Nats-Msg-Id: the stream drops a repeat
             timeout: PUBLISH_TIMEOUT_MS,
           });
         }),
@@ -256,6 +249,8 @@ export interface ConsumeOptions {
   retry_ms?: number;
   /** Messages fetched ahead (bounded). */
   max_messages?: number;
+  /** Deliveries of one message at most (default 50). */
+  max_deliver?: number;
 }
 
 /**
@@ -271,7 +266,9 @@ export async function consumeEvents(nc: NatsConnection, opts: ConsumeOptions): P
     durable_name: opts.durable,
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(30_000),
-    max_deliver: -1,
+    // A message whose handler keeps failing is offered at most this often, then left
+    // undelivered (JetStream emits a MAX_DELIVERIES advisory for an operator to look at).
+    max_deliver: opts.max_deliver ?? MAX_DELIVER,
     filter_subject: opts.type ? subjectOf(opts.type) : `moneta.${opts.family}.>`,
   });
   const consumer = await nc.jetstream().consumers.get(stream, opts.durable);

@@ -10,7 +10,7 @@ import type { Logger } from '../ops/logger.ts';
  * commit, which would make every committing payment wait for the others' WAL flushes. The
  * dispatcher's poll (100 ms) still finds anything a lost notification missed.
  */
-export const OUTBOX_CHANNEL = 'moneta_outbox';
+const OUTBOX_CHANNEL = 'moneta_outbox';
 
 export class OutboxNotifier {
   private scheduled = false;

@@ -95,7 +95,10 @@ export function attemptResolution(
     name: 'moneta_attempt_resolve',
     text: `UPDATE payment_attempts SET status = $2, detail = $3,
              resolved_at = CASE WHEN $4 THEN NULL ELSE now() END,
-             next_inquiry_at = CASE WHEN $4 THEN now() + make_interval(secs => $5) ELSE NULL END
+             -- Unknown again: never later than already scheduled, so a client retrying every few
+             -- seconds cannot keep the janitor (and its review deadline) off the attempt.
+             next_inquiry_at = CASE WHEN $4
+               THEN least(next_inquiry_at, now() + make_interval(secs => $5)) ELSE NULL END
            WHERE id = $1`,
     values: [id, status, detail, unknown, 10],
   };

@@ -5,6 +5,7 @@ export type { RefundInput } from './refunds.ts';
 export type { PaymentDeps } from './shared.ts';
 export {
   checkIntentId,
+  checkPaymentMethodRef,
   findCharge,
   findRefund,
   type IntentListParams,

@@ -90,6 +90,21 @@ describe('payments through the official stripe package', () => {
     expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
   });
 
+  it('a card number passed as payment_method is refused without being echoed or stored', async () => {
+    const err = await stripe.paymentIntents
+      .create({ amount: 1234, currency: 'usd', payment_method: '4242424242424242', confirm: true })
+      .then(
+        () => null,
+        (e: unknown) => e as Stripe.errors.StripeError,
+      );
+    expect(err).toMatchObject({ statusCode: 400, param: 'payment_method' });
+    expect(JSON.stringify(err?.raw)).not.toContain('4242424242424242');
+    const { rows } = await t.pool.query(
+      "SELECT count(*)::int AS n FROM payment_intents WHERE payment_method_id LIKE '4242%'",
+    );
+    expect(rows[0].n).toBe(0);
+  });
+
   it('each decline test card gives a StripeCardError with the right code and decline_code', async () => {
     const cases: [string, string, string][] = [
       ['4000000000000002', 'card_declined', 'generic_decline'],

@@ -4,6 +4,7 @@ import { assert, invalidRequest, resourceMissing } from '../lib/errors.ts';
 import { isIdOf } from '../lib/ids.ts';
 import { type CreatedFilter, type ListParams, listPage, type Page, Where } from '../lib/list.ts';
 import { type Metadata, orderedMetadata } from '../lib/metadata.ts';
+import { TEST_CARD_SHORTCUTS } from '../vault/test-cards.ts';
 
 export interface Scope {
   merchant_id: string;
@@ -330,6 +331,19 @@ export function serializeRefund(row: RefundRow): Record<string, unknown> {
     reason: row.reason,
     status: row.status,
   };
+}
+
+/**
+ * A `payment_method` must name one (`pm_…`, or a test shortcut such as `pm_card_visa`). Anything
+ * else is refused without echoing it: a card number pasted there must not reach the stored
+ * parameters, an error body or an event.
+ */
+export function checkPaymentMethodRef(value: string | undefined, param = 'payment_method'): void {
+  if (value === undefined || isIdOf('pm', value) || Object.hasOwn(TEST_CARD_SHORTCUTS, value)) return;
+  throw invalidRequest(
+    'Invalid payment_method: pass the id of a PaymentMethod (pm_…) or a test PaymentMethod such as pm_card_visa.',
+    param,
+  );
 }
 
 export function checkIntentId(id: string, param = 'id'): void {

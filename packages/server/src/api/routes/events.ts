@@ -10,6 +10,7 @@ import {
   listDeliveries,
   listEndpoints,
   listEvents,
+  MAX_ENABLED_EVENTS,
   MAX_SECRET_OVERLAP_S,
   resend,
   retrieveEndpoint,
@@ -30,11 +31,12 @@ import {
   noQuery,
   rejectExpand,
   str,
+  timestamp,
 } from '../schemas.ts';
 
 /** The Events API and webhook endpoints (`/v1/events`, `/v1/webhook_endpoints`). */
 
-const eventTypes = { type: 'array', minItems: 1, maxItems: 256, items: str(100) } as const;
+const eventTypes = { type: 'array', minItems: 1, maxItems: MAX_ENABLED_EVENTS, items: str(100) } as const;
 
 const endpointFields = {
   url: str(2048),
@@ -78,8 +80,6 @@ const deliveriesQuery = {
   },
   additionalProperties: false,
 } as const;
-
-const timestamp = { type: 'integer', minimum: 0, maximum: 253402300799 } as const;
 
 const resendBody = {
   type: 'object',

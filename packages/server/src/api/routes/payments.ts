@@ -7,6 +7,7 @@ import {
   checkAmount,
   checkCurrency,
   checkIntentId,
+  checkPaymentMethodRef,
   findCharge,
   findRefund,
   type IntentInput,
@@ -110,6 +111,7 @@ function checkIntentInput(input: Partial<IntentInput>): void {
   if (input.currency !== undefined) checkCurrency(input.currency);
   if (input.amount !== undefined) checkAmount(input.amount);
   checkMetadata(input.metadata);
+  checkPaymentMethodRef(input.payment_method);
 }
 
 export async function paymentRoutes(
@@ -172,6 +174,7 @@ export async function paymentRoutes(
       const b = (req.body ?? {}) as { payment_method?: string; expand?: string[] };
       rejectExpand(b.expand);
       checkIntentId(id);
+      checkPaymentMethodRef(b.payment_method);
       return app.runOperation(req, reply, operations.confirm, { id, payment_method: b.payment_method });
     },
   );
