@@ -77,9 +77,11 @@ if (mode === 'bare') {
       MONETA_KEK_FILE: path.join(scratch, 'keys', 'keyring.json'),
     },
   );
+  // Buffered as Moneta's own default destination is (4 KiB, see ops/logger.ts), into /dev/null
+  // instead of stdout, which carries the READY line to the benchmark.
   const log = createLogger(
     (process.env.BENCH_LOG_LEVEL ?? 'info') as 'info',
-    pino.destination({ dest: '/dev/null', sync: false }),
+    pino.destination({ dest: '/dev/null', sync: false, minLength: 4096 }),
   );
   const moneta = await startMoneta(config, { log });
   const merchant = await createMerchant(moneta.db.pool, { name: 'Bench' });

@@ -96,7 +96,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         await v1.register(ledgerRoutes, { ledger: deps.ledger });
         await v1.register(paymentMethodRoutes, {
           pool: deps.pool,
-          vault: deps.vault,
           operations: deps.payment_method_operations,
         });
         await v1.register(paymentRoutes, { pool: deps.pool, operations: deps.payment_operations });

@@ -318,18 +318,18 @@ describe('moneta commands', () => {
       const env = { DATABASE_URL: db.url, MONETA_KEK_FILE: kek_file, MONETA_KEK_REFRESH_MS: '100' };
       const first = await moneta(['keys', 'rotate-kek', '--batch-size', '2'], env);
       expect(first.code, first.stderr).toBe(0);
-      expect(first.stderr).toContain('rewrap: 100% (6/6)');
+      expect(first.stderr).toContain('rewrap: 100% (2/2)');
       expect(first.stdout).toContain(
-        'Rotated to KEK version 2: 6 data key(s) re-wrapped; retired version(s) 1.',
+        'Rotated to KEK version 2: 2 data key(s) re-wrapped; retired version(s) 1.',
       );
       const second = await moneta(['keys', 'rotate-kek', '--json'], env);
       expect(JSON.parse(second.stdout)).toMatchObject({
         version: 3,
         added: true,
         retired: [2],
-        rewrapped: 6,
+        rewrapped: 2,
       });
-      const { rows } = await pool.query('SELECT DISTINCT kek_version FROM vault_cards');
+      const { rows } = await pool.query('SELECT DISTINCT kek_version FROM vault_data_keys');
       expect(rows).toEqual([{ kek_version: 3 }]);
       expect(JSON.parse(readFileSync(kek_file, 'utf8')).keys).toHaveProperty('3');
       expect(Object.keys(JSON.parse(readFileSync(kek_file, 'utf8')).keys)).toEqual(['3']);

@@ -180,7 +180,6 @@ export class IdempotencyEngine {
       if (err instanceof KeyConflict) throw err;
       if (err instanceof LockLost) throw idempotencyKeyInUse('(taken over by a newer attempt)');
       if (run.binding.mode === 'ephemeral') throw err;
-      if (run.binding.mode === 'fresh' && run.operation.retryable?.(err)) throw err;
       return this.finishWithError(run, err);
     }
   }

@@ -66,11 +66,6 @@ export interface IdempotentOperation<P> {
    * by trying every number, so such params are replaced by keyed hashes here.
    */
   readonly fingerprint_params?: (params: P) => unknown;
-  /**
-   * Errors the caller will retry at once, which must therefore not be stored as the key's
-   * response: only honoured while nothing was committed under the key (its first phase).
-   */
-  readonly retryable?: (err: unknown) => boolean;
   readonly steps: Readonly<Record<string, (ctx: PhaseContext<P>) => Promise<void>>>;
 }
 

@@ -16,6 +16,7 @@ export type IdPrefix =
   | 'evt'
   | 'pm'
   | 'card'
+  | 'dek'
   | 'pi'
   | 'ch'
   | 're'

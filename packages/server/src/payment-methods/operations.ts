@@ -3,7 +3,7 @@ import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts'
 import { resourceMissing } from '../lib/errors.ts';
 import { checkCard } from '../vault/cards.ts';
 import { keyedHash } from '../vault/crypto.ts';
-import { isRetiredKekWrite, type Vault } from '../vault/index.ts';
+import type { Vault } from '../vault/index.ts';
 import { TEST_CARD_SHORTCUTS } from '../vault/test-cards.ts';
 import {
   attachPaymentMethod,
@@ -30,8 +30,6 @@ export function makePaymentMethodOperations(vault: Vault): PaymentMethodOperatio
   const create: IdempotentOperation<PaymentMethodInput> = {
     name: 'payment_methods.create',
     persist_params: false,
-    // A rotation forbade the KEK version this process wrapped with; the route reloads the keys and retries.
-    retryable: isRetiredKekWrite,
     // One keyed hash over the number and the CVC stands in for both.
     fingerprint_params: (p) => ({
       ...p,
@@ -59,7 +57,6 @@ export function makePaymentMethodOperations(vault: Vault): PaymentMethodOperatio
   const attach: IdempotentOperation<{ id: string; customer: string }> = {
     name: 'payment_methods.attach',
     persist_params: true,
-    retryable: isRetiredKekWrite,
     steps: {
       started: (ctx) =>
         ctx.atomicPhase(async (tx) => {

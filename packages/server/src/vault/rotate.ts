@@ -43,10 +43,26 @@ export interface RotationResult {
   retired: number[];
 }
 
-/** The tables holding wrapped data keys, and what each key is bound to. */
+/**
+ * The tables holding wrapped data keys, and what each key is bound to: the batch keys, and
+ * the keys of their own that cards and CVCs sealed before batch keys still carry (`own`
+ * matches a partial index, so finding them reads no other card).
+ */
+const DATA_KEYS = { table: 'vault_data_keys', id: 'id', own: '', context: (id: string) => `dek:${id}` };
 const TABLES = [
-  { table: 'vault_cards', id: 'id', context: (id: string) => `pan:${id}` },
-  { table: 'vault_cvcs', id: 'card_id', context: (id: string) => `cvc:${id}` },
+  DATA_KEYS,
+  {
+    table: 'vault_cards',
+    id: 'id',
+    own: 'AND wrapped_key IS NOT NULL',
+    context: (id: string) => `pan:${id}`,
+  },
+  {
+    table: 'vault_cvcs',
+    id: 'card_id',
+    own: 'AND wrapped_key IS NOT NULL',
+    context: (id: string) => `cvc:${id}`,
+  },
 ] as const;
 type KeyTable = (typeof TABLES)[number];
 
@@ -71,10 +87,12 @@ export async function rotateKek(
   let rewrapped = await rewrapAll(pool, keys, version, 'rewrap', opts);
   opts.on_progress?.({ phase: 'settle', done: 0, total: 1 });
   await sleep(opts.settle_ms, opts.signal);
-  for (const t of TABLES) await forbidBelow(pool, t, version);
+  // Only batch keys are still written; cards and CVCs no longer carry keys of their own.
+  await forbidBelow(pool, DATA_KEYS, version);
   rewrapped += await rewrapAll(pool, keys, version, 'sweep', opts);
-  for (const t of TABLES)
-    await pool.query(`ALTER TABLE ${t.table} VALIDATE CONSTRAINT ${t.table}_kek_current`);
+  await pool.query(`ALTER TABLE ${DATA_KEYS.table} VALIDATE CONSTRAINT ${DATA_KEYS.table}_kek_current`);
+  const left = await stillUnder(pool, version);
+  assert(left === 0, `${left} data keys are still wrapped under an older KEK version`);
   const retired = (await versionsBelow(pool, version)).filter((v) => v < version);
   opts.on_progress?.({ phase: 'retire', done: 0, total: retired.length });
   await keys.retire(retired);
@@ -102,11 +120,20 @@ export async function rotateKek(
 async function versionsBelow(pool: Pool, current: number): Promise<number[]> {
   const { rows } = await pool.query(
     `SELECT version FROM vault_kek_versions WHERE version < $1 AND retired_at IS NULL
-     UNION SELECT DISTINCT kek_version FROM vault_cards WHERE kek_version < $1
-     UNION SELECT DISTINCT kek_version FROM vault_cvcs WHERE kek_version < $1`,
+     ${TABLES.map((t) => `UNION SELECT DISTINCT kek_version FROM ${t.table} WHERE kek_version < $1 ${t.own}`).join('\n     ')}`,
     [current],
   );
   return rows.map((r) => r.version as number).sort((a, b) => a - b);
+}
+
+/** Data keys in any table wrapped under a version other than `version` (none, before retiring). */
+async function stillUnder(pool: Pool, version: number): Promise<number> {
+  const counts = await Promise.all(
+    TABLES.map((t) =>
+      pool.query(`SELECT count(*)::int AS n FROM ${t.table} WHERE kek_version <> $1 ${t.own}`, [version]),
+    ),
+  );
+  return counts.reduce((sum, r) => sum + (r.rows[0].n as number), 0);
 }
 
 async function rewrapAll(
@@ -116,12 +143,7 @@ async function rewrapAll(
   phase: RotationProgress['phase'],
   opts: RotationOptions,
 ): Promise<number> {
-  const counts = await Promise.all(
-    TABLES.map((t) =>
-      pool.query(`SELECT count(*)::int AS n FROM ${t.table} WHERE kek_version <> $1`, [version]),
-    ),
-  );
-  const total = counts.reduce((sum, r) => sum + (r.rows[0].n as number), 0);
+  const total = await stillUnder(pool, version);
   let done = 0;
   opts.on_progress?.({ phase, done, total });
   for (const t of TABLES) {
@@ -150,7 +172,7 @@ async function rewrapBatch(
   return withTransaction(pool, async (tx) => {
     const { rows } = await tx.query(
       `SELECT ${t.id} AS id, kek_version, wrapped_key FROM ${t.table}
-        WHERE ${t.id} > $1 AND kek_version <> $2 ORDER BY ${t.id} LIMIT $3 FOR UPDATE`,
+        WHERE ${t.id} > $1 AND kek_version <> $2 ${t.own} ORDER BY ${t.id} LIMIT $3 FOR UPDATE`,
       [cursor, version, limit],
     );
     if (rows.length === 0) return { rewrapped: 0, last: null };

@@ -63,7 +63,10 @@ describe('vault', () => {
     await vault.checkKeyring();
     const card_id = await storeCard(vault, '4242424242424242', '123');
     const { rows } = await pool.query(
-      'SELECT c.*, v.cvc FROM vault_cards c JOIN vault_cvcs v ON v.card_id = c.id WHERE c.id = $1',
+      `SELECT c.*, v.cvc, k.kek_version AS pan_kek_version, kv.kek_version AS cvc_kek_version
+         FROM vault_cards c JOIN vault_cvcs v ON v.card_id = c.id
+         JOIN vault_data_keys k ON k.id = c.data_key_id JOIN vault_data_keys kv ON kv.id = v.data_key_id
+        WHERE c.id = $1`,
       [card_id],
     );
     const stored =
@@ -71,7 +74,9 @@ describe('vault', () => {
       (rows[0].pan as Buffer).toString('latin1') +
       (rows[0].cvc as Buffer).toString('latin1');
     expect(stored).not.toContain('4242424242424242');
-    expect(rows[0].kek_version).toBe(1);
+    // Under batch data keys, the number's and the CVC's apart, each wrapped under KEK version 1.
+    expect(rows[0]).toMatchObject({ pan_kek_version: 1, cvc_kek_version: 1, wrapped_key: null });
+    expect(rows[0].data_key_id).not.toBe(rows[0].cvc_data_key_id);
 
     const seen = await vault.useCard(scope, use(card_id), async (card) => ({ ...card }));
     expect(seen).toEqual({ number: '4242424242424242', cvc: '123' });
@@ -117,7 +122,7 @@ describe('vault', () => {
     const a = await storeCard(vault, '4242424242424242', null);
     const b = await storeCard(vault, '5555555555554444', null);
     await pool.query(
-      'UPDATE vault_cards SET pan = (SELECT pan FROM vault_cards WHERE id = $1), wrapped_key = (SELECT wrapped_key FROM vault_cards WHERE id = $1) WHERE id = $2',
+      'UPDATE vault_cards SET pan = (SELECT pan FROM vault_cards WHERE id = $1), data_key_id = (SELECT data_key_id FROM vault_cards WHERE id = $1) WHERE id = $2',
       [a, b],
     );
     await expect(vault.useCard(scope, use(b), async (c) => c.number)).rejects.toBeInstanceOf(
@@ -146,12 +151,12 @@ describe('vault', () => {
     await expect(stranger.checkKeyring()).rejects.toBeInstanceOf(KeyringMismatch);
     // A keyring without a version that still wraps cards names the fix.
     await pool.query(
-      'UPDATE vault_cards SET kek_version = 7 WHERE id = (SELECT id FROM vault_cards LIMIT 1)',
+      'UPDATE vault_data_keys SET kek_version = 7 WHERE id = (SELECT id FROM vault_data_keys LIMIT 1)',
     );
     await pool.query("INSERT INTO vault_kek_versions (version, check_value) VALUES (7, '\\x00')");
     await expect(vault.checkKeyring()).rejects.toBeInstanceOf(UnknownKekVersion);
     await pool.query('DELETE FROM vault_kek_versions WHERE version = 7');
-    await pool.query('UPDATE vault_cards SET kek_version = 1 WHERE kek_version = 7');
+    await pool.query('UPDATE vault_data_keys SET kek_version = 1 WHERE kek_version = 7');
     // The keyring file is private to its owner and says it is for development.
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect(JSON.parse(await readFile(file, 'utf8')).warning).toMatch(/Production needs a managed/);

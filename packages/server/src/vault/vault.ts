@@ -4,13 +4,7 @@ import { assert } from '../lib/errors.ts';
 import { newId } from '../lib/ids.ts';
 import type { Logger } from '../ops/logger.ts';
 import { keyedHash, newDataKey, open, seal, VaultIntegrityError } from './crypto.ts';
-import {
-  type KeyProvider,
-  KeyringMismatch,
-  kekCheckValue,
-  UnknownKekVersion,
-  type WrappedKey,
-} from './keys.ts';
+import { type KeyProvider, KeyringMismatch, kekCheckValue, UnknownKekVersion } from './keys.ts';
 import { isRetiredKekWrite } from './rotate.ts';
 
 /** Whose card: every vault operation is scoped to one merchant and mode. */
@@ -57,23 +51,55 @@ export interface VaultOptions {
 }
 
 const CVC_DELETE_BATCH = 1_000;
+/**
+ * A data key seals at most this many values, and for at most this long: far below AES-GCM's
+ * limit for random nonces (2^32 per key), and a bound on how much one key opens.
+ */
+const DATA_KEY_MAX_SEALS = 10_000;
+const DATA_KEY_MAX_AGE_MS = 3_600_000;
+/** Unwrapped batch keys kept for opening cards (each opens up to DATA_KEY_MAX_SEALS of them). */
+const OPEN_KEY_CACHE = 64;
+
+type DataKeyPurpose = 'pan' | 'cvc';
+
+/** The data key this process seals new values of one purpose under. */
+interface SealingKey {
+  id: string;
+  key: Buffer;
+  seals_left: number;
+  until_ms: number;
+}
+
+/** How a stored value's data key is kept: a batch key by id, or (older rows) a key of its own. */
+interface StoredKey {
+  data_key_id: string | null;
+  kek_version: number;
+  wrapped: Buffer;
+}
+
 const FINGERPRINT_CHARS = 16;
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 /** What each sealed value is bound to (its AES-GCM additional data). */
 const panContext = (card_id: string) => `pan:${card_id}`;
 const cvcContext = (card_id: string) => `cvc:${card_id}`;
+/** What a batch data key is bound to when wrapped under the KEK. */
+const dataKeyContext = (id: string) => `dek:${id}`;
 
 /**
- * The one place card numbers exist. Each card is sealed under a fresh data key, which is
- * wrapped under the current KEK version; the database holds only ciphertext and wrapped
- * keys, and the KEK never enters it. Card data leaves only through `useCard`, which
+ * The one place card numbers exist. Card numbers and CVCs are sealed under data keys (one
+ * for numbers, one for CVCs, each used for a bounded batch), which are wrapped under the
+ * current KEK version; the database holds only ciphertext and wrapped keys, and the KEK
+ * never enters it. Card data leaves only through `useCard`, which
  * records every use in the audit log.
  */
 export class Vault {
   private refresh_timer: NodeJS.Timeout | null = null;
   /** Card uses are audited in batches: one by one, the audit chain's lock paced every payment. */
   private readonly audit: AuditWriter;
+  private readonly sealing: Record<DataKeyPurpose, SealingKey | null> = { pan: null, cvc: null };
+  private readonly creating: Record<DataKeyPurpose, Promise<void> | null> = { pan: null, cvc: null };
+  private readonly open_keys = new Map<string, Buffer>();
 
   constructor(
     private readonly pool: Pool,
@@ -110,21 +136,6 @@ export class Vault {
   }
 
   /**
-   * Runs `write` (which seals cards and commits them) again, once, after reloading the
-   * keys, when a rotation has meanwhile forbidden the KEK version it wrapped under. The
-   * failed attempt wrote nothing: the forbidden insert failed its whole statement.
-   */
-  async withCurrentKeys<T>(write: () => Promise<T>): Promise<T> {
-    try {
-      return await write();
-    } catch (err) {
-      if (!isRetiredKekWrite(err)) throw err;
-      await this.keys.reload();
-      return write();
-    }
-  }
-
-  /**
    * Checks at start that the keyring is the one this database was written with (each
    * version's check value opens), and records the current version if it is new.
    */
@@ -136,9 +147,11 @@ export class Vault {
       const version = row.version as number;
       if (!this.keys.versions().includes(version)) await this.keys.reload();
       if (!this.keys.versions().includes(version)) {
-        const used = await this.pool.query('SELECT 1 FROM vault_cards WHERE kek_version = $1 LIMIT 1', [
-          version,
-        ]);
+        const used = await this.pool.query(
+          `SELECT 1 FROM vault_data_keys WHERE kek_version = $1
+           UNION ALL SELECT 1 FROM vault_cards WHERE kek_version = $1 LIMIT 1`,
+          [version],
+        );
         if (used.rowCount) throw new UnknownKekVersion(version, this.keys.source);
         continue;
       }
@@ -179,32 +192,86 @@ export class Vault {
   async sealCard(scope: VaultScope, card: { number: string; cvc: string | null }): Promise<SealedCard> {
     assert(/^\d{12,19}$/.test(card.number), 'the card number was validated');
     const card_id = newId('card');
-    const pan = await this.sealValue(card.number, panContext(card_id));
+    const pan_key = this.takeSealingKey('pan') ?? (await this.nextSealingKey('pan'));
     const writes: Statement[] = [
       {
         name: 'moneta_vault_insert_card',
-        text: `INSERT INTO vault_cards (id, merchant_id, livemode, kek_version, wrapped_key, pan)
-               VALUES ($1, $2, $3, $4, $5, $6)`,
+        text: `INSERT INTO vault_cards (id, merchant_id, livemode, data_key_id, pan) VALUES ($1, $2, $3, $4, $5)`,
         values: [
           card_id,
           scope.merchant_id,
           scope.livemode,
-          pan.key.kek_version,
-          pan.key.wrapped,
-          pan.sealed,
+          pan_key.id,
+          sealText(pan_key.key, card.number, panContext(card_id)),
         ],
       },
     ];
     if (card.cvc !== null) {
-      const cvc = await this.sealValue(card.cvc, cvcContext(card_id));
+      const cvc_key = this.takeSealingKey('cvc') ?? (await this.nextSealingKey('cvc'));
       writes.push({
         name: 'moneta_vault_insert_cvc',
-        text: `INSERT INTO vault_cvcs (card_id, kek_version, wrapped_key, cvc, expires_at)
-               VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))`,
-        values: [card_id, cvc.key.kek_version, cvc.key.wrapped, cvc.sealed, this.opts.cvc_ttl_s],
+        text: `INSERT INTO vault_cvcs (card_id, data_key_id, cvc, expires_at)
+               VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,
+        values: [
+          card_id,
+          cvc_key.id,
+          sealText(cvc_key.key, card.cvc, cvcContext(card_id)),
+          this.opts.cvc_ttl_s,
+        ],
       });
     }
     return { card_id, fingerprint: this.fingerprint(scope, card.number), writes };
+  }
+
+  /** The current data key for `purpose` with one seal counted, or null when it needs a new one. */
+  private takeSealingKey(purpose: DataKeyPurpose): SealingKey | null {
+    const current = this.sealing[purpose];
+    if (current === null || current.seals_left <= 0 || Date.now() >= current.until_ms) return null;
+    current.seals_left -= 1;
+    return current;
+  }
+
+  /** Makes a new data key current (one at a time per purpose, however many callers wait). */
+  private async nextSealingKey(purpose: DataKeyPurpose): Promise<SealingKey> {
+    // Callers that waited for a fresh key take a seal each; DATA_KEY_MAX_SEALS is far above
+    // the requests that can be in flight, so one round almost always does.
+    for (let round = 0; round < 4; round += 1) {
+      this.creating[purpose] ??= this.createDataKey(purpose)
+        .then((key) => {
+          this.sealing[purpose] = key;
+        })
+        .finally(() => {
+          this.creating[purpose] = null;
+        });
+      await this.creating[purpose];
+      const key = this.takeSealingKey(purpose);
+      if (key) return key;
+    }
+    throw new Error(`no ${purpose} data key could be made current`);
+  }
+
+  /**
+   * A fresh data key, wrapped under the current KEK version and committed before any value
+   * names it, so every stored value's key is there to open it. A rotation may have forbidden
+   * the version this process holds as current: then reload the keys and wrap again, once.
+   */
+  private async createDataKey(purpose: DataKeyPurpose): Promise<SealingKey> {
+    const id = newId('dek');
+    const key = newDataKey();
+    for (let attempt = 1; ; attempt += 1) {
+      const wrapped = await this.keys.wrap(key, dataKeyContext(id));
+      try {
+        await this.pool.query({
+          name: 'moneta_vault_insert_data_key',
+          text: 'INSERT INTO vault_data_keys (id, purpose, kek_version, wrapped_key) VALUES ($1, $2, $3, $4)',
+          values: [id, purpose, wrapped.kek_version, wrapped.wrapped],
+        });
+        return { id, key, seals_left: DATA_KEY_MAX_SEALS, until_ms: Date.now() + DATA_KEY_MAX_AGE_MS };
+      } catch (err) {
+        if (attempt >= 2 || !isRetiredKekWrite(err)) throw err;
+        await this.keys.reload();
+      }
+    }
   }
 
   /**
@@ -224,11 +291,23 @@ export class Vault {
     // Recorded (durably) before anything is decrypted.
     await this.audit.append(cardUseEntry(scope, use, row ? 'success' : 'failure'));
     if (!row) throw new CardNotInVault(use.card_id);
-    const number = await this.openValue(row.kek_version, row.wrapped_key, row.pan, panContext(use.card_id));
+    const number = await this.openValue(
+      { data_key_id: row.data_key_id, kek_version: row.kek_version, wrapped: row.wrapped_key },
+      row.pan,
+      panContext(use.card_id),
+    );
     const cvc =
       row.cvc === null
         ? null
-        : await this.openValue(row.cvc_kek_version, row.cvc_wrapped_key, row.cvc, cvcContext(use.card_id));
+        : await this.openValue(
+            {
+              data_key_id: row.cvc_data_key_id,
+              kek_version: row.cvc_kek_version,
+              wrapped: row.cvc_wrapped_key,
+            },
+            row.cvc,
+            cvcContext(use.card_id),
+          );
     return fn({ number, cvc });
   }
 
@@ -241,7 +320,10 @@ export class Vault {
     return (rowCount ?? 0) > 0;
   }
 
-  /** Destroys a card: its ciphertext, data keys and CVC go; what referred to it keeps its id. */
+  /**
+   * Destroys a card: its ciphertext and CVC go (their data keys stay: they seal other cards
+   * too, and without the ciphertext they open nothing); what referred to it keeps its id.
+   */
   async deleteCard(scope: VaultScope, use: VaultActor & { card_id: string }): Promise<boolean> {
     // One statement: the card, its CVC and the payment methods' reference go together.
     const { rows } = await this.pool.query(
@@ -282,31 +364,41 @@ export class Vault {
     return deleted;
   }
 
-  private async sealValue(clear: string, context: string): Promise<{ key: WrappedKey; sealed: Buffer }> {
-    const data_key = newDataKey();
-    try {
-      const sealed = seal(data_key, Buffer.from(clear, 'utf8'), context);
-      return { key: await this.keys.wrap(data_key, context), sealed };
-    } finally {
-      data_key.fill(0);
-    }
-  }
-
-  private async openValue(
-    kek_version: number,
-    wrapped: Buffer,
-    sealed: Buffer,
-    context: string,
-  ): Promise<string> {
-    const data_key = await this.keys.unwrap({ kek_version, wrapped }, context);
+  /**
+   * Opens one sealed value. A batch data key is unwrapped once and then kept (at most
+   * OPEN_KEY_CACHE of them): it opens every card sealed in its batch. A value sealed before
+   * batch keys had a key of its own, bound to the same context as the value.
+   */
+  private async openValue(key: StoredKey, sealed: Buffer, context: string): Promise<string> {
+    const own = key.data_key_id === null;
+    const data_key = own
+      ? await this.keys.unwrap({ kek_version: key.kek_version, wrapped: key.wrapped }, context)
+      : await this.batchKey(key.data_key_id!, key);
     try {
       const clear = open(data_key, sealed, context);
       const text = clear.toString('utf8');
       clear.fill(0);
       return text;
     } finally {
-      data_key.fill(0);
+      if (own) data_key.fill(0);
     }
+  }
+
+  private async batchKey(id: string, key: StoredKey): Promise<Buffer> {
+    const sealing = this.sealing.pan?.id === id ? this.sealing.pan : this.sealing.cvc;
+    if (sealing?.id === id) return sealing.key;
+    const cached = this.open_keys.get(id);
+    if (cached) return cached;
+    const data_key = await this.keys.unwrap(
+      { kek_version: key.kek_version, wrapped: key.wrapped },
+      dataKeyContext(id),
+    );
+    if (this.open_keys.size >= OPEN_KEY_CACHE) {
+      // Oldest first (a Map keeps insertion order); JavaScript cannot wipe it, only drop it.
+      this.open_keys.delete(this.open_keys.keys().next().value as string);
+    }
+    this.open_keys.set(id, data_key);
+    return data_key;
   }
 }
 
@@ -323,14 +415,20 @@ function cardUseEntry(scope: VaultScope, use: CardUse, outcome: 'success' | 'fai
   };
 }
 
-const CARD_COLUMNS = `c.kek_version, c.wrapped_key, c.pan,
-       v.kek_version AS cvc_kek_version, v.wrapped_key AS cvc_wrapped_key, v.cvc`;
+/** Each value's data key: its batch key when it names one, else the key stored beside it. */
+const CARD_COLUMNS = `c.data_key_id, coalesce(k.kek_version, c.kek_version) AS kek_version,
+       coalesce(k.wrapped_key, c.wrapped_key) AS wrapped_key, c.pan,
+       v.data_key_id AS cvc_data_key_id, coalesce(kv.kek_version, v.kek_version) AS cvc_kek_version,
+       coalesce(kv.wrapped_key, v.wrapped_key) AS cvc_wrapped_key, v.cvc`;
+const CARD_KEYS = `LEFT JOIN vault_data_keys k ON k.id = c.data_key_id
+           LEFT JOIN vault_data_keys kv ON kv.id = v.data_key_id`;
 
 const READ_CARD = {
   name: 'moneta_vault_read_card',
   text: `SELECT ${CARD_COLUMNS}
            FROM vault_cards c
            LEFT JOIN vault_cvcs v ON v.card_id = c.id AND v.expires_at > now()
+           ${CARD_KEYS}
           WHERE c.id = $1 AND c.merchant_id = $2 AND c.livemode = $3`,
 };
 
@@ -346,12 +444,23 @@ const READ_CARD_TAKING_CVC = {
            DELETE FROM vault_cvcs
             WHERE card_id = $1
               AND EXISTS (SELECT 1 FROM vault_cards WHERE id = $1 AND merchant_id = $2 AND livemode = $3)
-           RETURNING kek_version, wrapped_key, cvc, expires_at)
+           RETURNING data_key_id, kek_version, wrapped_key, cvc, expires_at)
          SELECT ${CARD_COLUMNS}
            FROM vault_cards c
            LEFT JOIN v ON v.expires_at > now()
+           ${CARD_KEYS}
           WHERE c.id = $1 AND c.merchant_id = $2 AND c.livemode = $3`,
 };
+
+/** AES-256-GCM under a batch data key; the clear bytes are wiped (the string cannot be). */
+function sealText(key: Buffer, text: string, context: string): Buffer {
+  const clear = Buffer.from(text, 'utf8');
+  try {
+    return seal(key, clear, context);
+  } finally {
+    clear.fill(0);
+  }
+}
 
 export class CardNotInVault extends Error {
   constructor(card_id: string) {

@@ -14,7 +14,6 @@ import {
   serializePaymentMethod,
 } from '../../payment-methods/index.ts';
 import { type CardInput, checkCard } from '../../vault/cards.ts';
-import type { Vault } from '../../vault/index.ts';
 import { scopeOf } from '../plugins/operations.ts';
 import {
   addressProperties,
@@ -88,9 +87,9 @@ interface CreateBody {
 
 export async function paymentMethodRoutes(
   app: FastifyInstance,
-  opts: { pool: Pool; vault: Vault; operations: PaymentMethodOperations },
+  opts: { pool: Pool; operations: PaymentMethodOperations },
 ) {
-  const { pool, vault, operations } = opts;
+  const { pool, operations } = opts;
 
   // Publishable keys may call this one route: browsers and apps tokenize cards with it, so
   // the merchant's server never sees a card number.
@@ -109,7 +108,7 @@ export async function paymentMethodRoutes(
         metadata: body.metadata,
       };
       checkPaymentMethodInput(input);
-      return vault.withCurrentKeys(() => app.runOperation(req, reply, operations.create, input));
+      return app.runOperation(req, reply, operations.create, input);
     },
   );
 
@@ -145,7 +144,7 @@ export async function paymentMethodRoutes(
       const { customer, expand } = req.body as { customer: string; expand?: string[] };
       rejectExpand(expand);
       if (!id.startsWith('pm_card_')) checkPaymentMethodId(id);
-      return vault.withCurrentKeys(() => app.runOperation(req, reply, operations.attach, { id, customer }));
+      return app.runOperation(req, reply, operations.attach, { id, customer });
     },
   );
 
