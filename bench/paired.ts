@@ -54,10 +54,13 @@ async function startSide(name: Side['name'], db_url: string, endpoint: string): 
   const child = spawn(
     process.execPath,
     [
-      // BENCH_CPU_PROF=DIR writes a V8 CPU profile of the Moneta side there (open it in Chrome's DevTools).
-      ...(process.env.BENCH_CPU_PROF && name === 'moneta'
+      // BENCH_CPU_PROF=DIR writes a V8 CPU profile of the Moneta side there (open it in Chrome's DevTools);
+      // BENCH_CPU_PROF_SIDE=bare profiles the baseline instead.
+      ...(process.env.BENCH_CPU_PROF && name === (process.env.BENCH_CPU_PROF_SIDE ?? 'moneta')
         ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
         : []),
+      // BENCH_NODE_FLAGS: V8/Node flags for the Moneta side only, e.g. `--max-semi-space-size=32`.
+      ...(process.env.BENCH_NODE_FLAGS && name === 'moneta' ? process.env.BENCH_NODE_FLAGS.split(' ') : []),
       path.join(HERE, '../packages/server/bin/run-ts.js'),
       path.join(HERE, 'server.ts'),
       name,

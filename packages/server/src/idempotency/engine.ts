@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { isUniqueViolation, type Pool, type Statement, type Tx, withTransaction } from '../db/pool.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
@@ -137,7 +137,7 @@ export class IdempotencyEngine {
     const identity: KeyIdentity = {
       key,
       request,
-      fingerprint: fingerprintOf(request, operation.fingerprint_params?.(params) ?? params),
+      fingerprint: fingerprintOf(request, params, operation.fingerprint_key?.()),
     };
     for (let attempt = 1; attempt <= MAX_ACQUIRE_ATTEMPTS; attempt += 1) {
       try {
@@ -459,8 +459,7 @@ function isKeyConstraint(err: unknown): boolean {
   return (err as { constraint?: string }).constraint === KEY_CONSTRAINT;
 }
 
-function fingerprintOf(request: RequestInfo, params: unknown): Buffer {
-  return createHash('sha256')
-    .update(canonicalJson({ method: request.method, path: request.path, params }))
-    .digest();
+function fingerprintOf(request: RequestInfo, params: unknown, key: Buffer | undefined): Buffer {
+  const text = canonicalJson({ method: request.method, path: request.path, params });
+  return (key ? createHmac('sha256', key) : createHash('sha256')).update(text).digest();
 }

@@ -61,11 +61,11 @@ export interface IdempotentOperation<P> {
   /** False when params hold data that must not be stored (card numbers): no completer then. */
   readonly persist_params: boolean;
   /**
-   * What the request fingerprint (stored to detect a key reused with other parameters) is
-   * computed from, when the params hold secrets: a plain hash of a card number is reversed
-   * by trying every number, so such params are replaced by keyed hashes here.
+   * When the params hold secrets, the key the request fingerprint (stored to detect a key
+   * reused with other parameters) is computed under: HMAC-SHA256 instead of a plain hash,
+   * which for a card number is reversed by trying every number.
    */
-  readonly fingerprint_params?: (params: P) => unknown;
+  readonly fingerprint_key?: () => Buffer;
   readonly steps: Readonly<Record<string, (ctx: PhaseContext<P>) => Promise<void>>>;
 }
 

@@ -2,7 +2,6 @@ import { requireLiveCustomer } from '../customers/index.ts';
 import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
 import { resourceMissing } from '../lib/errors.ts';
 import { checkCard } from '../vault/cards.ts';
-import { keyedHash } from '../vault/crypto.ts';
 import type { Vault } from '../vault/index.ts';
 import { TEST_CARD_SHORTCUTS } from '../vault/test-cards.ts';
 import {
@@ -24,26 +23,14 @@ export interface PaymentMethodOperations {
  * Tokenizing a card is one atomic phase and one statement: the sealed card, its CVC and
  * the payment method row commit together with the idempotency key, or nothing does. The
  * params hold the card number, so they are never stored (no completer: a crashed request
- * simply never happened) and the request fingerprint uses keyed hashes of the card data.
+ * simply never happened) and the request fingerprint is keyed (HMAC), not a plain hash.
  */
 export function makePaymentMethodOperations(vault: Vault): PaymentMethodOperations {
   const create: IdempotentOperation<PaymentMethodInput> = {
     name: 'payment_methods.create',
     persist_params: false,
-    // One keyed hash over the number and the CVC stands in for both.
-    fingerprint_params: (p) => ({
-      ...p,
-      card: {
-        ...p.card,
-        number: keyedHash(
-          vault.keys.fingerprintKey(),
-          'idempotency',
-          p.card.number,
-          p.card.cvc ?? '',
-        ).toString('base64'),
-        cvc: null,
-      },
-    }),
+    // The params hold the card number and CVC: the request fingerprint is keyed.
+    fingerprint_key: () => vault.keys.fingerprintKey(),
     steps: {
       started: (ctx) =>
         ctx.atomicPhase(async () => {
