@@ -47,6 +47,16 @@ async function balances(...ids: string[]) {
 }
 
 describe('ledger', () => {
+  it('ledgerId makes UUIDv7s that are unique and strictly increasing, even within a millisecond', () => {
+    const ids = Array.from({ length: 50_000 }, () => ledgerId());
+    expect(new Set(ids).size).toBe(ids.length);
+    for (let i = 1; i < ids.length; i += 1) expect(ids[i]! > ids[i - 1]!).toBe(true);
+    expect(ids[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // The first 48 bits are the time in milliseconds.
+    const ms = Number.parseInt(ids.at(-1)!.replaceAll('-', '').slice(0, 12), 16);
+    expect(Math.abs(ms - Date.now())).toBeLessThan(60_000);
+  });
+
   it('creates accounts idempotently and refuses a different account under the same id', async () => {
     const a = account();
     expect(await ledger.createAccounts([a])).toEqual(['ok']);

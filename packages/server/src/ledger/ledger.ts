@@ -108,8 +108,12 @@ export class Ledger {
   private readonly queue: Waiting[] = [];
   private queued = 0;
   private in_flight = 0;
-  /** Of those, batches sent (or about to be) on the ordered connection. */
+  /** Of those, batches formed from the cache (sent on the ordered connection, or COPY ones). */
   private pipelined_in_flight = 0;
+  /** Of those, COPY batches (see commitCopyPipelined): never in flight beside small ones. */
+  private copy_in_flight = 0;
+  /** Settles when the last COPY batch formed from the cache has committed or failed. */
+  private copy_tail: Promise<void> = Promise.resolve();
   private pump_scheduled = false;
   /** Transfer ids of the batches committing now (see pump). */
   private readonly in_flight_ids = new Set<string>();
@@ -252,28 +256,39 @@ export class Ledger {
 
   private pump(): void {
     while (this.in_flight < this.opts.max_in_flight && this.queue.length > 0) {
-      const pipelined = this.canPipeline(this.queue[0]!.inputs);
-      // Beside a batch in flight only pipelined batches go: batches on separate connections
-      // that touch the same accounts would fail each other's checked update.
-      if (this.in_flight > 0 && (!pipelined || this.pipelined_in_flight < this.in_flight)) return;
-      const batch = this.takeBatch(pipelined);
+      // A call big enough to stream starts a COPY batch; smaller ones form one-statement batches.
+      const copy = this.copies(this.queue[0]!.inputs.length);
+      const pipelined = this.canPipeline(this.queue[0]!.inputs, 0, copy);
+      // Beside a batch in flight only pipelined batches of the same kind go: batches on
+      // separate connections that touch the same accounts would fail each other's checked
+      // update unless each waits for the one before (see commitCopyPipelined).
+      if (
+        this.in_flight > 0 &&
+        (!pipelined || this.pipelined_in_flight < this.in_flight || copy !== this.copy_in_flight > 0)
+      ) {
+        return;
+      }
+      const batch = this.takeBatch(pipelined, copy);
       if (batch.length === 0) return; // the head of the queue waits for a batch in flight
       const ids = batch.flatMap((w) => w.inputs.map((t) => t.id));
+      const copied = pipelined && copy;
       this.queued -= ids.length;
       this.in_flight += 1;
       if (pipelined) this.pipelined_in_flight += 1;
+      if (copied) this.copy_in_flight += 1;
       for (const id of ids) this.in_flight_ids.add(id);
       void this.runBatch(batch, pipelined).finally(() => {
         for (const id of ids) this.in_flight_ids.delete(id);
         this.in_flight -= 1;
         if (pipelined) this.pipelined_in_flight -= 1;
+        if (copied) this.copy_in_flight -= 1;
         this.schedulePump();
       });
     }
   }
 
   /** Whole calls from the head of the queue, in order, up to the batch's limit. */
-  private takeBatch(pipelined: boolean): Waiting[] {
+  private takeBatch(pipelined: boolean, copy: boolean): Waiting[] {
     // With nothing in flight and room for more, a pipelined batch takes half of what waits,
     // so the other half is computed and sent while this one runs: a closed loop of callers
     // would otherwise stay in one batch, and the process and the database take turns idling.
@@ -284,7 +299,7 @@ export class Ledger {
     while (this.queue.length > 0) {
       const head = this.queue[0]!.inputs;
       if (size + head.length > (batch.length === 0 ? this.opts.max_batch : limit)) break;
-      if (pipelined && !this.canPipeline(head, size)) break;
+      if (pipelined && !this.canPipeline(head, size, copy)) break;
       // A call naming a transfer of a batch still committing waits for that batch: it could
       // not see the transfer yet, and its answer would mix states before and after it.
       if (this.in_flight > 0 && this.dependsOnInFlight(head)) break;
@@ -295,12 +310,13 @@ export class Ledger {
   }
 
   /**
-   * Whether these transfers (joining `size` others) can go out as one statement on the
-   * ordered connection: no posts or voids (their pending transfers must be read), every
-   * account cached, and too few to stream with COPY.
+   * Whether these transfers (joining `size` others) can be decided from the cache: no posts
+   * or voids (their pending transfers must be read) and every account cached. Unless the
+   * batch is a COPY one, they must also be too few to stream, to go out as one statement on
+   * the ordered connection.
    */
-  private canPipeline(inputs: readonly TransferInput[], size = 0): boolean {
-    if (this.copies(size + inputs.length)) return false;
+  private canPipeline(inputs: readonly TransferInput[], size = 0, copy = false): boolean {
+    if (!copy && this.copies(size + inputs.length)) return false;
     return inputs.every(
       (t) =>
         (t.flags & POST_OR_VOID) === 0 &&
@@ -348,7 +364,12 @@ export class Ledger {
     let careful = false;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        const results = attempt === 1 && pipelined ? await this.commitPipelined(inputs) : null;
+        const first = attempt === 1 && pipelined;
+        const results = !first
+          ? null
+          : this.copies(inputs.length)
+            ? await this.commitCopyPipelined(inputs)
+            : await this.commitPipelined(inputs);
         return results ?? (await this.commitInTransaction(inputs, careful));
       } catch (err) {
         const stale = (err as { code?: string }).code === STALE_SQLSTATE;
@@ -418,6 +439,41 @@ export class Ledger {
     } finally {
       this.ordered.release();
     }
+  }
+
+  /**
+   * A big batch whose accounts are all cached, decided from the cache the moment it is formed
+   * (so it builds on every batch formed before it) and streamed with COPY on its own
+   * connection while the batch before it is still committing: the process computes and
+   * streams one batch while the database commits the other. Only its last statement (the
+   * checked update, with the COMMIT) waits for the batch before to end: sent earlier, it
+   * could find balances that batch had not written yet. If that batch failed, this one's
+   * check fails and it is redone carefully. Null when the cache changed since it was formed.
+   */
+  private async commitCopyPipelined(
+    inputs: readonly TransferInput[],
+  ): Promise<CreateTransferResult[] | null> {
+    // Nothing awaits before remember(): the cache cannot change under the decision.
+    if (!this.canPipeline(inputs, 0, true)) return null;
+    const state = cachedTransferBatch(inputs, this.known);
+    const original = balancesByAccount(state);
+    const outcome = applyTransfers(inputs, state, this.clock);
+    assertBatchInvariants(original, state, outcome);
+    if (outcome.results.some((r) => !DECIDED_BEFORE_EXISTS.has(r))) throw new RetryCarefully();
+    this.remember(outcome, state);
+    const before = this.copy_tail;
+    const copy = outcome.created.length > 0;
+    const committed = withTransaction(this.opts.copy_pool!, async (tx) => {
+      if (copy) await tx.copyIn(COPY_TRANSFERS, transfersCopyData(outcome.created));
+      await before;
+      await tx.commit(transferBatchWrites(outcome, state, original, this.clock(), copy));
+    });
+    this.copy_tail = committed.then(
+      () => undefined,
+      () => undefined,
+    );
+    await committed;
+    return outcome.results;
   }
 }
 

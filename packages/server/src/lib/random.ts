@@ -11,7 +11,11 @@ const POOL_BYTES = 8192;
 let pool = randomBytes(POOL_BYTES);
 let offset = 0;
 
-function nextBytes(n: number): Buffer {
+/**
+ * `n` random bytes as a view into the pool, valid until the next draw: for ids and other
+ * values that are not secret (keys and nonces use takeRandomBytes).
+ */
+export function nextBytes(n: number): Buffer {
   assert(n > 0 && n <= POOL_BYTES, 'random draw fits the pool');
   if (offset + n > POOL_BYTES) {
     pool = randomBytes(POOL_BYTES);
