@@ -1,3 +1,4 @@
+import { boolArray, int4Array, int8Array, textArray, uuidArray } from '../db/binary.ts';
 import type { Queryable, Statement, Tx } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
 import type {
@@ -277,16 +278,16 @@ export function transferBatchWrites(
                     (SELECT count(*) FROM moneta_balances) + (SELECT count(*) FROM moneta_pending)
                       + (SELECT count(*) FROM moneta_consulted), $15, $21) AS ok`,
     values: [
-      touched,
+      uuidArray(touched),
       ...balanceArrays(touched.map((id) => state.accounts.get(id)!)),
       ...balanceArrays(touched.map((id) => original.get(id)!)),
-      records.map((r) => r.transfer.id),
-      records.map((r) => r.state),
+      uuidArray(records.map((r) => r.transfer.id)),
+      textArray(records.map((r) => r.state)),
       resolved_at.toString(),
       'pending',
-      records.map((r) => r.expires_at?.toString() ?? null),
+      int8Array(records.map((r) => r.expires_at)),
       touched.length + records.length + consulted.length,
-      consulted,
+      uuidArray(consulted),
       ...balanceArrays(consulted.map((id) => original.get(id)!)),
       STALE_SQLSTATE,
     ],
@@ -295,12 +296,12 @@ export function transferBatchWrites(
 }
 
 /** The four balance columns of `rows` as parameter arrays, in the order the statements use. */
-function balanceArrays(rows: readonly Balances[]): [string[], string[], string[], string[]] {
+function balanceArrays(rows: readonly Balances[]): [Buffer, Buffer, Buffer, Buffer] {
   return [
-    rows.map((b) => b.debits_pending.toString()),
-    rows.map((b) => b.debits_posted.toString()),
-    rows.map((b) => b.credits_pending.toString()),
-    rows.map((b) => b.credits_posted.toString()),
+    int8Array(rows.map((b) => b.debits_pending)),
+    int8Array(rows.map((b) => b.debits_posted)),
+    int8Array(rows.map((b) => b.credits_pending)),
+    int8Array(rows.map((b) => b.credits_posted)),
   ];
 }
 
@@ -346,20 +347,20 @@ function insertTransfers(transfers: readonly Transfer[]): Statement {
            SELECT * FROM unnest($1::uuid[], $14::boolean[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], $6::int[],
                                 $7::int[], $8::int[], $9::bigint[], $10::uuid[], $11::bigint[], $12::int[], $13::bigint[])`,
     values: [
-      transfers.map((t) => t.id),
-      transfers.map((t) => t.debit_account_id),
-      transfers.map((t) => t.credit_account_id),
-      transfers.map((t) => t.amount.toString()),
-      transfers.map((t) => t.pending_id),
-      transfers.map((t) => t.ledger),
-      transfers.map((t) => t.code),
-      transfers.map((t) => t.flags),
-      transfers.map((t) => t.timeout_s),
-      transfers.map((t) => t.user_data_128),
-      transfers.map((t) => t.user_data_64?.toString() ?? null),
-      transfers.map((t) => t.user_data_32),
-      transfers.map((t) => t.timestamp.toString()),
-      transfers.map((t) => t.livemode),
+      uuidArray(transfers.map((t) => t.id)),
+      uuidArray(transfers.map((t) => t.debit_account_id)),
+      uuidArray(transfers.map((t) => t.credit_account_id)),
+      int8Array(transfers.map((t) => t.amount)),
+      uuidArray(transfers.map((t) => t.pending_id)),
+      int4Array(transfers.map((t) => t.ledger)),
+      int4Array(transfers.map((t) => t.code)),
+      int4Array(transfers.map((t) => t.flags)),
+      int8Array(transfers.map((t) => t.timeout_s)),
+      uuidArray(transfers.map((t) => t.user_data_128)),
+      int8Array(transfers.map((t) => t.user_data_64)),
+      int4Array(transfers.map((t) => t.user_data_32)),
+      int8Array(transfers.map((t) => t.timestamp)),
+      boolArray(transfers.map((t) => t.livemode)),
     ],
   };
 }

@@ -1,0 +1,142 @@
+import { assert } from '../lib/errors.ts';
+
+/**
+ * Array parameters in PostgreSQL's binary format, for the set-based statements of hot
+ * paths (`unnest($1::uuid[], …)`). node-postgres sends a Buffer parameter as binary, so the
+ * server reads each element with a copy instead of parsing text: in the ledger's
+ * one-statement batches, parsing text arrays (array_in, strtoull, uuid_in) was about a tenth
+ * of the database process's time.
+ *
+ * The format (array_send): ndim, has-nulls flag, element type oid, then per dimension its
+ * length and lower bound, then per element its byte length (-1 for NULL) and its bytes.
+ */
+const OID = { bool: 16, int8: 20, int4: 23, text: 25, uuid: 2950 } as const;
+const HEADER_BYTES = 20;
+const UUID_BYTES = 16;
+/** Far above any batch (the ledger's is 8,189); bounds the buffer a caller can make us build. */
+const MAX_ELEMENTS = 1_000_000;
+
+type Writer = (buf: Buffer, offset: number) => void;
+
+function arrayOf(
+  oid: number,
+  count: number,
+  size: (i: number) => number,
+  write: (i: number) => Writer | null,
+) {
+  assert(count <= MAX_ELEMENTS, 'a binary array within MAX_ELEMENTS');
+  if (count === 0) {
+    // An empty array has no dimensions.
+    const empty = Buffer.alloc(12);
+    empty.writeInt32BE(oid, 8);
+    return empty;
+  }
+  let bytes = HEADER_BYTES;
+  for (let i = 0; i < count; i += 1) bytes += 4 + Math.max(size(i), 0);
+  const buf = Buffer.allocUnsafe(bytes);
+  let nulls = 0;
+  let offset = HEADER_BYTES;
+  for (let i = 0; i < count; i += 1) {
+    const writer = write(i);
+    if (writer === null) {
+      buf.writeInt32BE(-1, offset);
+      offset += 4;
+      nulls = 1;
+      continue;
+    }
+    const n = size(i);
+    buf.writeInt32BE(n, offset);
+    writer(buf, offset + 4);
+    offset += 4 + n;
+  }
+  assert(offset === bytes, 'the binary array was sized exactly');
+  buf.writeInt32BE(1, 0);
+  buf.writeInt32BE(nulls, 4);
+  buf.writeInt32BE(oid, 8);
+  buf.writeInt32BE(count, 12);
+  buf.writeInt32BE(1, 16);
+  return buf;
+}
+
+export function int8Array(values: readonly (bigint | number | null)[]): Buffer {
+  return arrayOf(
+    OID.int8,
+    values.length,
+    (i) => (values[i] == null ? -1 : 8),
+    (i) => {
+      const v = values[i];
+      return v == null ? null : (buf, at) => buf.writeBigInt64BE(BigInt(v), at);
+    },
+  );
+}
+
+export function int4Array(values: readonly (number | null)[]): Buffer {
+  return arrayOf(
+    OID.int4,
+    values.length,
+    (i) => (values[i] == null ? -1 : 4),
+    (i) => {
+      const v = values[i];
+      return v == null ? null : (buf, at) => buf.writeInt32BE(v, at);
+    },
+  );
+}
+
+export function boolArray(values: readonly boolean[]): Buffer {
+  return arrayOf(
+    OID.bool,
+    values.length,
+    () => 1,
+    (i) => (buf, at) => buf.writeUInt8(values[i] ? 1 : 0, at),
+  );
+}
+
+export function textArray(values: readonly (string | null)[]): Buffer {
+  const encoded = values.map((v) => (v === null ? null : Buffer.from(v, 'utf8')));
+  return arrayOf(
+    OID.text,
+    values.length,
+    (i) => encoded[i]?.length ?? -1,
+    (i) => {
+      const b = encoded[i];
+      return b ? (buf, at) => b.copy(buf, at) : null;
+    },
+  );
+}
+
+/** UUIDs in their canonical text form (`8-4-4-4-12` hex digits); anything else throws. */
+export function uuidArray(values: readonly (string | null)[]): Buffer {
+  return arrayOf(
+    OID.uuid,
+    values.length,
+    (i) => (values[i] == null ? -1 : UUID_BYTES),
+    (i) => {
+      const v = values[i];
+      return v == null ? null : (buf, at) => writeUuid(v, buf, at);
+    },
+  );
+}
+
+const DASHES = new Set([8, 13, 18, 23]);
+
+function writeUuid(text: string, buf: Buffer, at: number): void {
+  assert(text.length === 36, 'a UUID has 36 characters');
+  let byte = 0;
+  for (let i = 0; i < 36; i += 1) {
+    if (DASHES.has(i)) {
+      assert(text.charCodeAt(i) === 45, 'a UUID has dashes at 8, 13, 18 and 23');
+      continue;
+    }
+    const hi = hexValue(text.charCodeAt(i));
+    i += 1;
+    buf[at + byte] = (hi << 4) | hexValue(text.charCodeAt(i));
+    byte += 1;
+  }
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48; // 0-9
+  if (c >= 97 && c <= 102) return c - 87; // a-f
+  if (c >= 65 && c <= 70) return c - 55; // A-F
+  throw new Error('a UUID holds only hexadecimal digits');
+}
