@@ -111,6 +111,55 @@ describe('an acquirer without sales', () => {
   });
 });
 
+describe('an acquirer without sales, and the janitor', () => {
+  it('settles an authorization the request could not, and makes the capture the request owed in the same run', async () => {
+    const plain = await startAcquirer({
+      name: 'acme',
+      port: 0,
+      sales: false,
+      data_dir: await mkdtemp(path.join(tmpdir(), 'moneta-acq-plain-')),
+    });
+    const other = await startTestMoneta({
+      MONETA_ACQUIRERS: `acme=${plain.url}`,
+      MONETA_ACQUIRER_TIMEOUT_MS: '500',
+    });
+    try {
+      // The approval is lost on the way back, and the inquiry that would find it fails too.
+      plain.setFaults({ operations: { authorize: { lost_response_rate: 1 }, inquire: { error_rate: 1 } } });
+      const res = await call(other.url, 'POST', '/v1/payment_intents', {
+        key: other.secret_key,
+        form: 'amount=4322&currency=usd&payment_method=pm_card_visa&confirm=true',
+      });
+      expect(res.body.status).toBe('processing');
+      plain.setFaults({});
+      await other.pool.query(
+        "UPDATE payment_attempts SET created_at = created_at - interval '10 minutes', next_inquiry_at = now() WHERE status IN ('started', 'unknown')",
+      );
+      // One run: the authorization found approved and booked, then its capture made at once.
+      expect((await other.moneta.janitor!.run()).settled).toBe(1);
+      const pi = await call(other.url, 'GET', `/v1/payment_intents/${res.body.id}`, {
+        key: other.secret_key,
+      });
+      expect(pi.body).toMatchObject({ status: 'succeeded', amount_received: 4322 });
+      const [auth] = plain.records().authorizations;
+      expect(auth).toMatchObject({ status: 'approved', captured_amount: 4322 });
+      expect(auth!.captures).toHaveLength(1);
+      const attempts = await other.pool.query(
+        'SELECT kind, status FROM payment_attempts WHERE payment_intent_id = $1 ORDER BY created_at',
+        [res.body.id],
+      );
+      expect(attempts.rows).toEqual([
+        { kind: 'authorize', status: 'succeeded' },
+        { kind: 'capture', status: 'succeeded' },
+      ]);
+      expect(JSON.stringify(await verifyLedger(other.pool))).toBe('[]');
+    } finally {
+      await other.close();
+      await plain.close();
+    }
+  });
+});
+
 describe('acquirer faults', () => {
   it('a lost authorization response is settled at once by inquiry: one authorization, one capture', async () => {
     fault('authorize', { lost_response_rate: 1 });
@@ -140,6 +189,13 @@ describe('acquirer faults', () => {
     const pi = await intent(res.body.id);
     expect(pi.status).toBe('requires_payment_method');
     expect(pi.last_payment_error.code).toBe('processing_error');
+    // The merchant hears of it as of a failure the request saw itself.
+    const failed = await t.pool.query(
+      "SELECT data FROM events WHERE object_id = $1 AND type = 'payment_intent.payment_failed'",
+      [res.body.id],
+    );
+    expect(failed.rows).toHaveLength(1);
+    expect(failed.rows[0].data.object).toMatchObject({ status: 'requires_payment_method' });
     // After the janitor, the retry gets the final answer, and every later retry the same bytes.
     const after = await pay(form, 'unknown-then-settled');
     expect(after.status).toBe(402);

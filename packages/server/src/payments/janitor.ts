@@ -1,6 +1,7 @@
 import type { AcquirerTransaction, Inquiry } from '../connectors/index.ts';
 import { ConnectorError } from '../connectors/index.ts';
-import { type Pool, withTransaction } from '../db/pool.ts';
+import { type Pool, type Statement, withTransaction } from '../db/pool.ts';
+import { eventInsert } from '../events/index.ts';
 import { assert } from '../lib/errors.ts';
 import { voidTransfer } from './accounts.ts';
 import { lockForRecord, resolveAttempt } from './attempts.ts';
@@ -13,7 +14,7 @@ import {
 } from './flows.ts';
 import { recordRefund } from './refunds.ts';
 import { accountsOf, ledgerWrites, type PaymentDeps } from './shared.ts';
-import { type requireIntent, updateIntent } from './store.ts';
+import { type requireIntent, serializeIntent, updateIntent } from './store.ts';
 
 /**
  * Kill Bill's janitor: attempts whose outcome is unknown (a timeout, a lost response, a
@@ -31,6 +32,8 @@ const IN_FLIGHT_BOUND_S = 120;
 const BATCH = 50;
 
 interface AttemptRow {
+  /** An attempt the janitor made itself and has not sent: nothing of it can be in flight. */
+  unsent?: boolean;
   id: string;
   payment_intent_id: string;
   merchant_id: string;
@@ -90,31 +93,50 @@ export class Janitor {
       if (err instanceof ConnectorError) return 'later';
       throw err;
     }
-    if (inquiry === null && attempt.age_s < IN_FLIGHT_BOUND_S) return 'later';
+    if (inquiry === null && attempt.age_s < IN_FLIGHT_BOUND_S && !attempt.unsent) return 'later';
     const scope = { merchant_id: attempt.merchant_id, livemode: attempt.livemode };
-    await withTransaction(this.pool, async (tx) => {
+    const booked = await withTransaction(this.pool, async (tx) => {
       const { intent, settled } = await lockForRecord(tx, scope, attempt.payment_intent_id, attempt.id);
-      if (settled) return;
-      const tail = await this.book(tx, scope, attempt, intent, inquiry);
-      await tx.commit(tail);
+      if (settled) return null;
+      const { writes, capture_due } = await this.book(tx, scope, attempt, intent, inquiry);
+      await tx.commit(writes);
+      return capture_due;
     });
+    // An automatic capture the original request would have made next (an acquirer without
+    // sales): the janitor makes it now, as that request would have, not a minute later. Only
+    // one level deep: a capture books no further attempt.
+    if (booked && attempt.kind === 'authorize') {
+      const capture: AttemptRow = { ...attempt, ...booked, kind: 'capture', inquiries: 0, unsent: true };
+      // The authorization is settled whatever happens to the capture: its failures are its own.
+      const outcome = await this.settle(capture).catch((err) => {
+        this.deps.log.error(
+          { err, attempt: capture.id },
+          'janitor could not capture a settled authorization',
+        );
+        return 'later' as const;
+      });
+      if (outcome === 'later') await this.postpone(capture);
+    }
     return 'settled';
   }
 
-  /** Books what the inquiry found (null: proven never happened) and returns the writes to commit. */
+  /**
+   * Books what the inquiry found (null: proven never happened): the writes to commit, and the
+   * capture attempt this booking makes due, if any.
+   */
   private async book(
     tx: Parameters<Parameters<typeof withTransaction>[1]>[0],
     scope: { merchant_id: string; livemode: boolean },
     attempt: AttemptRow,
     intent: Awaited<ReturnType<typeof requireIntent>>,
     inquiry: Inquiry | null,
-  ) {
+  ): Promise<{ writes: Statement[]; capture_due?: { id: string; amount: string } }> {
     const transaction: AcquirerTransaction | null = inquiry?.transaction ?? null;
     switch (attempt.kind) {
       case 'authorize': {
         if (!transaction) {
           await resolveAttempt(tx, attempt.id, 'failed', { inquiry: 'not_found' });
-          await updateIntent(tx, intent.id, {
+          const failed = await updateIntent(tx, intent.id, {
             status: 'requires_payment_method',
             last_payment_error: {
               type: 'api_error',
@@ -122,42 +144,39 @@ export class Janitor {
               message: 'The acquirer has no record of this payment. Confirm it again.',
             },
           });
-          return [];
+          // As the request would have said had it known: the merchant hears of the failure.
+          return { writes: [eventInsert(scope, 'payment_intent.payment_failed', serializeIntent(failed))] };
         }
         assert(intent.payment_method_id, 'an authorized intent has its payment method');
         const pm = await loadPaymentMethod(tx, scope, intent.payment_method_id);
         const state: AuthorizeState = { intent_id: intent.id, attempt_id: attempt.id, pm };
         const outcome = await recordAuthorizationAnswer(this.deps, scope, tx, state, intent, transaction);
-        if ('recovery_point' in outcome) {
-          // Automatic capture: the original request would capture next; a capture attempt is due now.
-          const capture = (outcome.state as { attempt_id: string }).attempt_id;
-          await tx.query(
-            "UPDATE payment_attempts SET next_inquiry_at = now() - interval '1 second' WHERE id = $1",
-            [capture],
-          );
-        }
-        return [...(outcome.writes ?? [])];
+        const writes = [...(outcome.writes ?? [])];
+        if (!('recovery_point' in outcome)) return { writes };
+        // Automatic capture without a sale: the writes insert the capture attempt.
+        const capture_id = (outcome.state as { attempt_id: string }).attempt_id;
+        return { writes, capture_due: { id: capture_id, amount: intent.amount } };
       }
       case 'capture': {
         if (!transaction || transaction.captured_amount === 0) {
           if (!transaction || attempt.age_s >= IN_FLIGHT_BOUND_S) {
-            return this.retryCapture(tx, scope, attempt, intent);
+            return { writes: await this.retryCapture(tx, scope, attempt, intent) };
           }
-          return [];
+          return { writes: [] };
         }
-        return this.bookCapture(tx, scope, attempt, intent, transaction.captured_amount);
+        return { writes: await this.bookCapture(tx, scope, attempt, intent, transaction.captured_amount) };
       }
       case 'void': {
         if (!transaction?.voided) {
           await resolveAttempt(tx, attempt.id, 'failed', {
             inquiry: transaction ? 'not_voided' : 'not_found',
           });
-          return [];
+          return { writes: [] };
         }
         await resolveAttempt(tx, attempt.id, 'succeeded', {});
         const outcome = await canceled(scope, tx, intent, 'abandoned');
         await ledgerWrites(this.deps, tx, [voidTransfer(intent.id, accountsOf(scope, intent))]);
-        return [...(outcome.writes ?? [])];
+        return { writes: [...(outcome.writes ?? [])] };
       }
       case 'refund': {
         assert(attempt.refund_id, 'a refund attempt names its refund');
@@ -172,7 +191,7 @@ export class Janitor {
             ? { answer: inquiry.refund }
             : { failed: new ConnectorError('failed', attempt.acquirer, 'no such refund') };
         const outcome = await recordRefund(this.deps, scope, tx, s, result);
-        return [...(outcome.writes ?? [])];
+        return { writes: [...(outcome.writes ?? [])] };
       }
     }
   }
@@ -208,15 +227,21 @@ export class Janitor {
     return [...(outcome.writes ?? [])];
   }
 
-  /** Next inquiry on the schedule; past its end, the intent is flagged for review. Returns true when flagged. */
+  /**
+   * Next inquiry on the schedule; past its end, the intent is flagged for review. Returns true
+   * when flagged. An attempt settled meanwhile (a client's retry asked the acquirer too) is
+   * left as it is.
+   */
   private async postpone(attempt: AttemptRow): Promise<boolean> {
     const delay = SCHEDULE_S[attempt.inquiries];
     if (delay === undefined) {
-      await this.pool.query(
-        `WITH a AS (UPDATE payment_attempts SET next_inquiry_at = NULL, inquiries = inquiries + 1 WHERE id = $1)
-         UPDATE payment_intents SET needs_review = true WHERE id = $2`,
+      const { rowCount } = await this.pool.query(
+        `WITH a AS (UPDATE payment_attempts SET next_inquiry_at = NULL, inquiries = inquiries + 1
+                     WHERE id = $1 AND status IN ('started', 'unknown') RETURNING 1)
+         UPDATE payment_intents SET needs_review = true WHERE id = $2 AND EXISTS (SELECT 1 FROM a)`,
         [attempt.id, attempt.payment_intent_id],
       );
+      if (!rowCount) return false;
       this.deps.log.error(
         { attempt: attempt.id, intent: attempt.payment_intent_id },
         'payment needs manual review',
@@ -225,7 +250,7 @@ export class Janitor {
     }
     await this.pool.query(
       `UPDATE payment_attempts SET inquiries = inquiries + 1, next_inquiry_at = now() + make_interval(secs => $2),
-         status = 'unknown' WHERE id = $1`,
+         status = 'unknown' WHERE id = $1 AND status IN ('started', 'unknown')`,
       [attempt.id, delay],
     );
     return false;
