@@ -32,6 +32,28 @@ export interface PairedBench {
   /** For the printout: what the Moneta side does, and the ratio the issue asks for. */
   title: string;
   target_ratio: number;
+  /**
+   * Fixed request rates (per second) at which to measure Moneta's latency after the rounds,
+   * each for one round's length (`BENCH_LATENCY_RATES=250,500` overrides).
+   */
+  latency_rates?: number[];
+}
+
+/**
+ * Connections for the fixed-rate runs (`BENCH_LATENCY_CONNECTIONS`): as many as the rounds use.
+ * autocannon paces each connection on its own, so many more make bursts: 200 connections at
+ * 250/s measured a p50 of 117 ms where 20 measured 18 ms.
+ */
+const LATENCY_CONNECTIONS = Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 50);
+
+interface LatencyRun {
+  target_rps: number;
+  achieved_rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  errors: number;
+  non2xx: number;
 }
 
 interface Side {
@@ -121,6 +143,18 @@ function peakRssKb(pid: number): number {
   }
 }
 
+function latencyRates(bench: PairedBench): number[] {
+  const env = process.env.BENCH_LATENCY_RATES;
+  if (env === undefined) return bench.latency_rates ?? [];
+  const rates = env.split(',').filter(Boolean).map(Number);
+  if (rates.some((r) => !Number.isInteger(r) || r < 1)) {
+    throw new Error(
+      `BENCH_LATENCY_RATES must list positive whole rates per second, e.g. 250,500 (got ${env})`,
+    );
+  }
+  return rates;
+}
+
 export async function runPairedBench(bench: PairedBench): Promise<void> {
   const db = await benchDatabase(`moneta-bench-${bench.name}`);
   const sides = [
@@ -128,6 +162,7 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
     await startSide('moneta', db.url, bench.moneta_endpoint),
   ];
   const results: Record<Side['name'], Round[]> = { bare: [], moneta: [] };
+  const latency: LatencyRun[] = [];
   let peak_rss_mb = 0;
   try {
     // Warm up both (JIT, connection pools) before measuring.
@@ -140,6 +175,25 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
           `round ${round} ${side.name.padEnd(6)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms  errors ${r.errors}  non-2xx ${r.non2xx}`,
         );
       }
+    }
+    for (const rate of latencyRates(bench)) {
+      const result = await autocannon({
+        ...options(sides[1]!, bench, LATENCY_CONNECTIONS, SECONDS),
+        overallRate: rate,
+      });
+      const run: LatencyRun = {
+        target_rps: rate,
+        achieved_rps: result.requests.average,
+        p50_ms: result.latency.p50,
+        p99_ms: result.latency.p99,
+        max_ms: result.latency.max,
+        errors: result.errors + result.timeouts,
+        non2xx: result.non2xx,
+      };
+      latency.push(run);
+      console.log(
+        `at ${rate}/s: achieved ${run.achieved_rps.toFixed(0)}/s  p50 ${run.p50_ms} ms  p99 ${run.p99_ms} ms  max ${run.max_ms} ms  errors ${run.errors}  non-2xx ${run.non2xx}`,
+      );
     }
     peak_rss_mb = Math.round(peakRssKb(sides[1]!.pid) / 1024);
   } finally {
@@ -164,6 +218,7 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
     ratio: 0,
     round_ratios,
     median_round_ratio: median(round_ratios),
+    latency_at_fixed_rates: latency,
   };
   summary.ratio = summary.moneta_median_rps / summary.bare_median_rps;
   console.log('');

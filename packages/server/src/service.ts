@@ -149,7 +149,7 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
     engine.register(createCustomerOperation);
     engine.register(updateCustomerOperation);
     // Large ledger batches stream their transfers with COPY, which needs a pool that does not
-    // pipeline; two connections suffice since batches are written one at a time.
+    // pipeline; one connection per batch in flight (the ledger's default is two).
     copy_pool = createPool({
       connection_string: db.url,
       max_connections: 2,

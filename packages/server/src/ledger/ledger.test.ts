@@ -304,6 +304,65 @@ describe('ledger', () => {
     }
   });
 
+  it('COPY batches built on cached balances overlap, survive a duplicate id and a second writer, and lose nothing', async () => {
+    const copy_pool = createPool({
+      connection_string: db_url,
+      max_connections: 2,
+      application_name: 'ledger-copy-pipeline-test',
+      pipeline: false,
+    });
+    try {
+      const copying = new Ledger(pool, { ...DEFAULT_LEDGER_OPTIONS, copy_pool, copy_threshold: 50 });
+      const other = new Ledger(pool); // another process writing the same hot account
+      // Counts the batches that took the pipelined COPY path (a private method, wrapped).
+      const inner = copying as unknown as { commitCopyPipelined: (i: TransferInput[]) => Promise<unknown> };
+      const original = inner.commitCopyPipelined.bind(copying);
+      let pipelined = 0;
+      inner.commitCopyPipelined = (i) => {
+        pipelined += 1;
+        return original(i);
+      };
+      const hot = account();
+      const spread = Array.from({ length: 20 }, () => account());
+      await copying.createAccounts([hot, ...spread]);
+      const call = () =>
+        Array.from({ length: 60 }, (_, k) => transfer(hot.id, spread[k % 20]!.id, BigInt(1 + (k % 7))));
+      // The first call reads the accounts; from then on this process has them cached.
+      const warm = call();
+      expect(new Set(await copying.createTransfers(warm))).toEqual(new Set(['ok']));
+      const sent: TransferInput[] = [];
+      const results: string[] = [];
+      const caller = async (n: number) => {
+        for (let round = 0; round < 5; round += 1) {
+          const batch = call();
+          // One call repeats a transfer already stored: its COPY fails and it is redone carefully.
+          if (n === 3 && round === 2) batch[10] = warm[10]!;
+          sent.push(...batch);
+          results.push(...(await copying.createTransfers(batch)));
+        }
+      };
+      const meddler = async () => {
+        for (let i = 0; i < 10; i += 1) {
+          expect(await other.createTransfers([transfer(spread[i]!.id, hot.id, 3n)])).toEqual(['ok']);
+        }
+      };
+      await Promise.all([...Array.from({ length: 8 }, (_, n) => caller(n)), meddler()]);
+      expect(pipelined).toBeGreaterThan(5);
+      expect(results.filter((r) => r === 'exists')).toHaveLength(1);
+      expect(results.filter((r) => r === 'ok')).toHaveLength(sent.length - 1);
+      // Every transfer answered ok is stored, once, and the balances add up.
+      const fresh = sent.filter((t) => t !== warm[10]);
+      expect(await copying.lookupTransfers(fresh.map((t) => t.id))).toHaveLength(fresh.length);
+      const [after] = await copying.lookupAccounts([hot.id]);
+      const debited = [...warm, ...fresh].reduce((sum, t) => sum + t.amount!, 0n);
+      expect(after!.debits_posted).toBe(debited);
+      expect(after!.credits_posted).toBe(30n);
+      expect(JSON.stringify(await verifyLedger(pool))).toBe('[]');
+    } finally {
+      await copy_pool.end();
+    }
+  });
+
   it('pipelined batches sent behind one that turns out stale are redone, and no update is lost', async () => {
     // Closed-loop callers keep two batches in flight on the ordered connection, each built on
     // the cached balances the one before it leaves; a second process writes the hot account

@@ -51,8 +51,9 @@ export interface LedgerOptions {
   max_batch: number;
   /**
    * Batches committing at once. Beyond the first, only *pipelined* batches go out: those
-   * whose accounts are all in this process's cache, which are one statement each and are
-   * sent on one connection, so the database runs them in order while the next is computed.
+   * whose accounts are all in this process's cache. Small ones are one statement each, sent
+   * on one connection, so the database runs them in order while the next is computed; COPY
+   * ones stream on connections of their own and each commits after the one before.
    */
   max_in_flight: number;
   /** Transfers waiting for a batch; beyond this, createTransfers refuses (back-pressure). */
@@ -128,6 +129,11 @@ export class Ledger {
   ) {
     assert(opts.max_batch >= 1 && opts.max_batch <= MAX_BATCH, 'batch size within 1..MAX_BATCH');
     assert(opts.max_in_flight >= 1, 'at least one batch in flight');
+    // Each COPY batch in flight holds a connection while it waits for the one before.
+    assert(
+      !opts.copy_pool || (opts.copy_pool.options.max ?? 0) >= opts.max_in_flight,
+      'the COPY pool has a connection for every batch in flight',
+    );
     this.ordered = new OrderedConnection(pool);
   }
 
@@ -465,15 +471,32 @@ export class Ledger {
     const copy = outcome.created.length > 0;
     const committed = withTransaction(this.opts.copy_pool!, async (tx) => {
       if (copy) await tx.copyIn(COPY_TRANSFERS, transfersCopyData(outcome.created));
-      await before;
+      // Bounded: while this transaction waits here, another process's transaction may wait on
+      // its rows (a duplicate transfer id) while holding an account the batch before needs, a
+      // cycle PostgreSQL cannot see. Giving up rolls back, frees it, and redoes this carefully.
+      await waitAtMost(before, COPY_WAIT_MS);
       await tx.commit(transferBatchWrites(outcome, state, original, this.clock(), copy));
     });
-    this.copy_tail = committed.then(
-      () => undefined,
-      () => undefined,
-    );
+    // Settles when this batch and every one before it have ended, even if this one fails first.
+    this.copy_tail = Promise.allSettled([before, committed]).then(() => undefined);
     await committed;
     return outcome.results;
+  }
+}
+
+/** How long a pipelined COPY batch waits for the one before it (which normally takes ms). */
+const COPY_WAIT_MS = 5_000;
+
+/** Resolves when `p` settles; rejects with RetryCarefully after `ms` (a stalled predecessor). */
+async function waitAtMost(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RetryCarefully()), ms);
+  });
+  try {
+    await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

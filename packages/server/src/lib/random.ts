@@ -30,7 +30,7 @@ export function nextBytes(n: number): Buffer {
  * `n` random bytes of their own (a copy), for keys and nonces: drawn from the same pool,
  * whose slice is then zeroed so no copy of a key stays behind in it. One pooled draw costs
  * a fraction of a randomBytes call (a system call each), which showed up in profiles of
- * card tokenization (two data keys and four nonces per card).
+ * card tokenization (then two data keys and four nonces per card; now two nonces).
  */
 export function takeRandomBytes(n: number): Buffer {
   const slice = nextBytes(n);

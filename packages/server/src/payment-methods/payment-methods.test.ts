@@ -1,7 +1,10 @@
+import { createHash, createHmac } from 'node:crypto';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, countRows, startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
+import { canonicalJson } from '../lib/canonical-json.ts';
 import { createMerchant } from '../merchants/index.ts';
+import { checkCard } from '../vault/cards.ts';
 
 let t: TestMoneta;
 beforeAll(async () => {
@@ -21,6 +24,21 @@ async function vaultRows(): Promise<number[]> {
 }
 
 describe('payment methods', () => {
+  it('the idempotency fingerprint of a tokenization is an HMAC under the fingerprint key, never a plain hash', async () => {
+    const created = await post('/v1/payment_methods', VISA, t.publishable_key, {
+      'Idempotency-Key': 'keyed-fp',
+    });
+    expect(created.status).toBe(200);
+    const { rows } = await t.pool.query(
+      "SELECT request_fingerprint FROM idempotency_keys WHERE idempotency_key = 'keyed-fp'",
+    );
+    const card = checkCard({ number: '4242424242424242', exp_month: 12, exp_year: 2034, cvc: '123' });
+    const text = canonicalJson({ method: 'POST', path: '/v1/payment_methods', params: { card } });
+    const keyed = createHmac('sha256', t.moneta.vault.keys.fingerprintKey()).update(text).digest();
+    expect(rows[0].request_fingerprint).toEqual(keyed);
+    expect(rows[0].request_fingerprint).not.toEqual(createHash('sha256').update(text).digest());
+  });
+
   it('a publishable key tokenizes a card; the response shows brand, last 4 and fingerprint, never the number', async () => {
     const created = await post(
       '/v1/payment_methods',

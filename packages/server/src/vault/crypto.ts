@@ -7,8 +7,8 @@ import { takeRandomBytes } from '../lib/random.ts';
  *   format (1 byte) | nonce (12) | tag (16) | ciphertext
  * and is bound to where it belongs by its additional data (`aad`): a ciphertext moved to
  * another row, or a data key moved to another card, fails to open instead of decrypting.
- * Nonces are random; a data key seals at most a handful of values, far below GCM's limit
- * of 2^32 random nonces per key.
+ * Nonces are random; a data key seals at most 10,000 values (see Vault), far below GCM's
+ * limit of 2^32 random nonces per key.
  */
 const FORMAT = 1;
 const NONCE_BYTES = 12;

@@ -117,6 +117,24 @@ describe('vault', () => {
     expect((await pool.query('SELECT 1 FROM vault_cvcs WHERE card_id = $1', [card_id])).rowCount).toBe(0);
   });
 
+  it('a data key moved to another key row opens nothing', async () => {
+    const vault = new Vault(pool, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 60, log });
+    const other = new Vault(pool, vault.keys, { cvc_ttl_s: 60, log });
+    const a = await storeCard(vault, '4242424242424242', null);
+    const b = await storeCard(other, '5555555555554444', null);
+    const { rows } = await pool.query('SELECT id, data_key_id FROM vault_cards WHERE id = ANY($1)', [[a, b]]);
+    const dek = Object.fromEntries(rows.map((r) => [r.id, r.data_key_id]));
+    // The wrapped key of b's batch copied over a's: it is bound to its own id.
+    await pool.query(
+      'UPDATE vault_data_keys SET wrapped_key = (SELECT wrapped_key FROM vault_data_keys WHERE id = $1) WHERE id = $2',
+      [dek[b], dek[a]],
+    );
+    const fresh = new Vault(pool, vault.keys, { cvc_ttl_s: 60, log }); // nothing cached
+    await expect(fresh.useCard(scope, use(a), async (c) => c.number)).rejects.toBeInstanceOf(
+      VaultIntegrityError,
+    );
+  });
+
   it('a ciphertext moved to another card, or another merchant asking, opens nothing', async () => {
     const vault = new Vault(pool, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 60, log });
     const a = await storeCard(vault, '4242424242424242', null);
@@ -188,6 +206,32 @@ describe('vault', () => {
       [sealed.card_id],
     );
     expect(audit.rows.map((r) => r.outcome)).toEqual(['failure', 'success']);
+  });
+
+  it('seals under one data key per batch: 10,000 numbers share one, the next gets a new one, made once for concurrent callers', async () => {
+    const vault = new Vault(pool, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 60, log });
+    const keyOf = (s: { writes: { values: unknown[] }[] }) => s.writes[0]!.values[3] as string;
+    // Concurrent first seals wait for one key, not one each.
+    const first = await Promise.all(
+      Array.from({ length: 50 }, () => vault.sealCard(scope, { number: '4242424242424242', cvc: '123' })),
+    );
+    expect(new Set(first.map(keyOf)).size).toBe(1);
+    expect(new Set(first.map((s) => s.writes[1]!.values[1])).size).toBe(1); // the CVCs' own key
+    expect(first[0]!.writes[1]!.values[1]).not.toBe(keyOf(first[0]!));
+    let last = first[0]!;
+    for (let i = 50; i <= 10_000; i += 1)
+      last = await vault.sealCard(scope, { number: '5555555555554444', cvc: null });
+    expect(keyOf(last)).not.toBe(keyOf(first[0]!));
+    const keys = await pool.query('SELECT id, purpose FROM vault_data_keys WHERE id = ANY($1)', [
+      [keyOf(first[0]!), keyOf(last)],
+    ]);
+    expect(keys.rows.map((r) => r.purpose)).toEqual(['pan', 'pan']);
+    // Both open: the first batch's card and the one under the key made ahead.
+    await withTransaction(pool, (tx) => tx.commit([...first[0]!.writes, ...last.writes]));
+    expect(await vault.useCard(scope, use(first[0]!.card_id), async (c) => c.number)).toBe(
+      '4242424242424242',
+    );
+    expect(await vault.useCard(scope, use(last.card_id), async (c) => c.number)).toBe('5555555555554444');
   });
 
   it('fingerprints are keyed: the same card gives the same value per merchant and reveals nothing', async () => {

@@ -57,6 +57,9 @@ const CVC_DELETE_BATCH = 1_000;
  */
 const DATA_KEY_MAX_SEALS = 10_000;
 const DATA_KEY_MAX_AGE_MS = 3_600_000;
+/** The next data key is made ahead when the current one has this few seals or this long left. */
+const DATA_KEY_RENEW_SEALS = 1_000;
+const DATA_KEY_RENEW_MS = 300_000;
 /** Unwrapped batch keys kept for opening cards (each opens up to DATA_KEY_MAX_SEALS of them). */
 const OPEN_KEY_CACHE = 64;
 
@@ -68,6 +71,14 @@ interface SealingKey {
   key: Buffer;
   seals_left: number;
   until_ms: number;
+}
+
+function usable(key: SealingKey | null): key is SealingKey {
+  return key !== null && key.seals_left > 0 && Date.now() < key.until_ms;
+}
+
+function nearlySpent(key: SealingKey): boolean {
+  return key.seals_left <= DATA_KEY_RENEW_SEALS || Date.now() >= key.until_ms - DATA_KEY_RENEW_MS;
 }
 
 /** How a stored value's data key is kept: a batch key by id, or (older rows) a key of its own. */
@@ -98,6 +109,8 @@ export class Vault {
   /** Card uses are audited in batches: one by one, the audit chain's lock paced every payment. */
   private readonly audit: AuditWriter;
   private readonly sealing: Record<DataKeyPurpose, SealingKey | null> = { pan: null, cvc: null };
+  /** Made ahead, committed, and current once `sealing` is spent. */
+  private readonly upcoming: Record<DataKeyPurpose, SealingKey | null> = { pan: null, cvc: null };
   private readonly creating: Record<DataKeyPurpose, Promise<void> | null> = { pan: null, cvc: null };
   private readonly open_keys = new Map<string, Buffer>();
 
@@ -223,31 +236,53 @@ export class Vault {
     return { card_id, fingerprint: this.fingerprint(scope, card.number), writes };
   }
 
-  /** The current data key for `purpose` with one seal counted, or null when it needs a new one. */
+  /**
+   * The current data key for `purpose` with one seal counted (the key made ahead becomes
+   * current when this one is spent), or null when there is none to take.
+   */
   private takeSealingKey(purpose: DataKeyPurpose): SealingKey | null {
-    const current = this.sealing[purpose];
-    if (current === null || current.seals_left <= 0 || Date.now() >= current.until_ms) return null;
+    let current = this.sealing[purpose];
+    if (!usable(current)) {
+      current = this.upcoming[purpose];
+      if (!usable(current)) return null;
+      this.sealing[purpose] = current;
+      this.upcoming[purpose] = null;
+    }
     current.seals_left -= 1;
+    // Made ahead, so requests rarely wait for a key's round trip at a roll-over.
+    if (nearlySpent(current) && this.upcoming[purpose] === null) {
+      this.makeUpcoming(purpose).catch((err) =>
+        this.opts.log.warn(
+          { err, purpose },
+          'could not make the next data key ahead; will retry when needed',
+        ),
+      );
+    }
     return current;
   }
 
-  /** Makes a new data key current (one at a time per purpose, however many callers wait). */
+  /** Waits for a new data key when none is current (a first seal, or one made ahead failed). */
   private async nextSealingKey(purpose: DataKeyPurpose): Promise<SealingKey> {
     // Callers that waited for a fresh key take a seal each; DATA_KEY_MAX_SEALS is far above
     // the requests that can be in flight, so one round almost always does.
     for (let round = 0; round < 4; round += 1) {
-      this.creating[purpose] ??= this.createDataKey(purpose)
-        .then((key) => {
-          this.sealing[purpose] = key;
-        })
-        .finally(() => {
-          this.creating[purpose] = null;
-        });
-      await this.creating[purpose];
+      await this.makeUpcoming(purpose);
       const key = this.takeSealingKey(purpose);
       if (key) return key;
     }
     throw new Error(`no ${purpose} data key could be made current`);
+  }
+
+  /** Makes the next data key for `purpose` (one at a time, however many callers ask). */
+  private makeUpcoming(purpose: DataKeyPurpose): Promise<void> {
+    this.creating[purpose] ??= this.createDataKey(purpose)
+      .then((key) => {
+        this.upcoming[purpose] = key;
+      })
+      .finally(() => {
+        this.creating[purpose] = null;
+      });
+    return this.creating[purpose];
   }
 
   /**
@@ -394,7 +429,8 @@ export class Vault {
       dataKeyContext(id),
     );
     if (this.open_keys.size >= OPEN_KEY_CACHE) {
-      // Oldest first (a Map keeps insertion order); JavaScript cannot wipe it, only drop it.
+      // Oldest first (a Map keeps insertion order). Dropped, not zeroed: an openValue that
+      // took it before an await may still be about to use it.
       this.open_keys.delete(this.open_keys.keys().next().value as string);
     }
     this.open_keys.set(id, data_key);
