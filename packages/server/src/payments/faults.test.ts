@@ -4,6 +4,7 @@ import path from 'node:path';
 import { startAcquirer } from '@moneta/acquirer-sim';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { call, startTestMoneta, type TestMoneta } from '../../test/helpers.ts';
+import { withTransaction } from '../db/pool.ts';
 import { verifyLedger } from '../ledger/index.ts';
 
 /**
@@ -228,8 +229,20 @@ describe('acquirer faults', () => {
       form: '',
     });
     expect(captured.body.status).toBe('processing');
-    acquirer.setFaults({});
-    await janitor();
+    // The acquirer answers the janitor's capture slowly; meanwhile the intent is not locked.
+    // (within the connector's 500 ms timeout here)
+    fault('capture', { latency_ms: { min: 350, max: 350 } });
+    const settling = janitor();
+    await new Promise((r) => setTimeout(r, 200));
+    const probe = await t.pool.query(
+      'SELECT pid, wait_event_type, state FROM pg_stat_activity WHERE datname = current_database() AND state = $1',
+      ['idle in transaction'],
+    );
+    expect(probe.rows).toEqual([]);
+    await withTransaction(t.pool, (tx) =>
+      tx.query('SELECT 1 FROM payment_intents WHERE id = $1 FOR UPDATE NOWAIT', [res.body.id]),
+    );
+    await settling;
     expect((await intent(res.body.id)).status).toBe('succeeded');
     await agree(res.body.id, 3105);
   });

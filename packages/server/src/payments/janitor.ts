@@ -1,4 +1,4 @@
-import type { AcquirerTransaction, Inquiry } from '../connectors/index.ts';
+import type { AcquirerTransaction, Connector, Inquiry } from '../connectors/index.ts';
 import { ConnectorError } from '../connectors/index.ts';
 import { type Pool, type Statement, withTransaction } from '../db/pool.ts';
 import { eventInsert } from '../events/index.ts';
@@ -14,7 +14,7 @@ import {
 } from './flows.ts';
 import { recordRefund } from './refunds.ts';
 import { accountsOf, ledgerWrites, type PaymentDeps } from './shared.ts';
-import { type requireIntent, serializeIntent, updateIntent } from './store.ts';
+import { requireIntent, serializeIntent, updateIntent } from './store.ts';
 
 /**
  * Kill Bill's janitor: attempts whose outcome is unknown (a timeout, a lost response, a
@@ -95,10 +95,11 @@ export class Janitor {
     }
     if (inquiry === null && attempt.age_s < IN_FLIGHT_BOUND_S && !attempt.unsent) return 'later';
     const scope = { merchant_id: attempt.merchant_id, livemode: attempt.livemode };
+    const captured = await this.captureIfOwed(connector, scope, attempt, inquiry);
     const booked = await withTransaction(this.pool, async (tx) => {
       const { intent, settled } = await lockForRecord(tx, scope, attempt.payment_intent_id, attempt.id);
       if (settled) return null;
-      const { writes, capture_due } = await this.book(tx, scope, attempt, intent, inquiry);
+      const { writes, capture_due } = await this.book(tx, scope, attempt, intent, inquiry, captured);
       await tx.commit(writes);
       return capture_due;
     });
@@ -130,6 +131,7 @@ export class Janitor {
     attempt: AttemptRow,
     intent: Awaited<ReturnType<typeof requireIntent>>,
     inquiry: Inquiry | null,
+    captured: number | null,
   ): Promise<{ writes: Statement[]; capture_due?: { id: string; amount: string } }> {
     const transaction: AcquirerTransaction | null = inquiry?.transaction ?? null;
     switch (attempt.kind) {
@@ -158,13 +160,11 @@ export class Janitor {
         return { writes, capture_due: { id: capture_id, amount: intent.amount } };
       }
       case 'capture': {
-        if (!transaction || transaction.captured_amount === 0) {
-          if (!transaction || attempt.age_s >= IN_FLIGHT_BOUND_S) {
-            return { writes: await this.retryCapture(tx, scope, attempt, intent) };
-          }
-          return { writes: [] };
-        }
-        return { writes: await this.bookCapture(tx, scope, attempt, intent, transaction.captured_amount) };
+        // What the janitor's own call captured, else what the inquiry found (nothing yet: a
+        // capture still young enough to be in flight is left for the next turn).
+        const amount = captured ?? transaction?.captured_amount ?? 0;
+        if (captured === null && amount === 0) return { writes: [] };
+        return { writes: await this.bookCapture(tx, scope, attempt, intent, amount) };
       }
       case 'void': {
         if (!transaction?.voided) {
@@ -198,22 +198,27 @@ export class Janitor {
 
   /**
    * A capture the acquirer never received (or an automatic capture the janitor owes after
-   * settling its authorization): call it now with the same reference, which is safe to
-   * repeat, and book the answer.
+   * settling its authorization) is made before the booking transaction, with the attempt's
+   * reference (safe to repeat): no row lock or connection is held across the acquirer's
+   * answer. Returns the amount captured, or null when no call is owed.
    */
-  private async retryCapture(
-    tx: Parameters<Parameters<typeof withTransaction>[1]>[0],
+  private async captureIfOwed(
+    connector: Connector,
     scope: { merchant_id: string; livemode: boolean },
     attempt: AttemptRow,
-    intent: Awaited<ReturnType<typeof requireIntent>>,
-  ) {
-    const connector = this.deps.connectors.get(attempt.acquirer);
-    assert(connector && intent.authorization_id, 'an authorized intent has its acquirer and authorization');
+    inquiry: Inquiry | null,
+  ): Promise<number | null> {
+    if (attempt.kind !== 'capture') return null;
+    const transaction = inquiry?.transaction ?? null;
+    if (transaction && transaction.captured_amount > 0) return null;
+    if (transaction && attempt.age_s < IN_FLIGHT_BOUND_S && !attempt.unsent) return null;
+    const intent = await requireIntent(this.pool, scope, attempt.payment_intent_id, false);
+    assert(intent.authorization_id, 'an authorized intent has its authorization');
     const answer = await connector.capture(intent.authorization_id, {
       reference: attempt.id,
       amount: Number(attempt.amount),
     });
-    return this.bookCapture(tx, scope, attempt, intent, answer.captured_amount);
+    return answer.captured_amount;
   }
 
   private async bookCapture(
