@@ -432,14 +432,7 @@ export class Ledger {
       // From here to the send nothing awaits: batches formed together interleave at their
       // awaits, and one that read the cache before the other remembered would be stale.
       if (!this.canPipeline(inputs)) return null;
-      const state = cachedTransferBatch(inputs, this.known);
-      const original = balancesByAccount(state);
-      const outcome = applyTransfers(inputs, state, this.clock);
-      assertBatchInvariants(original, state, outcome);
-      // Whether an id exists cannot be read here; a result that might have been `exists*`
-      // sends the batch the careful way.
-      if (outcome.results.some((r) => !DECIDED_BEFORE_EXISTS.has(r))) throw new RetryCarefully();
-      this.remember(outcome, state);
+      const { state, original, outcome } = this.decideFromCache(inputs);
       await client.query(combineWrites(transferBatchWrites(outcome, state, original, this.clock())));
       return outcome.results;
     } finally {
@@ -448,25 +441,36 @@ export class Ledger {
   }
 
   /**
-   * A big batch whose accounts are all cached, decided from the cache the moment it is formed
-   * (so it builds on every batch formed before it) and streamed with COPY on its own
-   * connection while the batch before it is still committing: the process computes and
-   * streams one batch while the database commits the other. Only its last statement (the
-   * checked update, with the COMMIT) waits for the batch before to end: sent earlier, it
-   * could find balances that batch had not written yet. If that batch failed, this one's
-   * check fails and it is redone carefully. Null when the cache changed since it was formed.
+   * Runs the rules on cached balances and remembers the result, synchronously. Whether an id
+   * exists cannot be read here: a result that might have been `exists*` sends the batch the
+   * careful way.
    */
-  private async commitCopyPipelined(
-    inputs: readonly TransferInput[],
-  ): Promise<CreateTransferResult[] | null> {
-    // Nothing awaits before remember(): the cache cannot change under the decision.
-    if (!this.canPipeline(inputs, 0, true)) return null;
+  private decideFromCache(inputs: readonly TransferInput[]) {
     const state = cachedTransferBatch(inputs, this.known);
     const original = balancesByAccount(state);
     const outcome = applyTransfers(inputs, state, this.clock);
     assertBatchInvariants(original, state, outcome);
     if (outcome.results.some((r) => !DECIDED_BEFORE_EXISTS.has(r))) throw new RetryCarefully();
     this.remember(outcome, state);
+    return { state, original, outcome };
+  }
+
+  /**
+   * A big batch whose accounts are all cached, decided from the cache the moment it is formed
+   * (so it builds on every batch formed before it) and streamed with COPY on its own
+   * connection while the batch before it is still committing: the process computes and
+   * streams one batch while the database commits the other. The checked update keeps it
+   * correct: a batch built on one that failed, or on balances another process changed,
+   * writes nothing and is redone carefully. That last statement (with the COMMIT) also waits
+   * for the batch before to end, so as not to reach an account ahead of it and fail for
+   * nothing. Null when the cache changed since it was formed.
+   */
+  private async commitCopyPipelined(
+    inputs: readonly TransferInput[],
+  ): Promise<CreateTransferResult[] | null> {
+    // Nothing awaits before the decision is remembered: the cache cannot change under it.
+    if (!this.canPipeline(inputs, 0, true)) return null;
+    const { state, original, outcome } = this.decideFromCache(inputs);
     const before = this.copy_tail;
     const copy = outcome.created.length > 0;
     const committed = withTransaction(this.opts.copy_pool!, async (tx) => {

@@ -229,9 +229,9 @@ describe('acquirer faults', () => {
       form: '',
     });
     expect(captured.body.status).toBe('processing');
-    // The acquirer answers the janitor's capture slowly; meanwhile the intent is not locked.
-    // (within the connector's 500 ms timeout here)
-    fault('capture', { latency_ms: { min: 350, max: 350 } });
+    // The acquirer answers the janitor's capture slowly (within this Moneta's 500 ms timeout);
+    // meanwhile the intent is not locked.
+    acquirer.setFaults({ operations: { capture: { latency_ms: { min: 350, max: 350 } } } });
     const settling = janitor();
     await new Promise((r) => setTimeout(r, 200));
     const probe = await t.pool.query(
