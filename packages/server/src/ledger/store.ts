@@ -250,17 +250,26 @@ export function transferBatchWrites(
   // Accounts the batch consulted but did not change (a transfer refused for lack of funds,
   // say): their balances must also still be what the batch decided on.
   const consulted = [...state.accounts.keys()].filter((id) => !outcome.touched.has(id));
+  if (records.length === 0 && consulted.length === 0) {
+    // The common batch (posted transfers, every account changed): the balances alone, so the
+    // statement opens no pending table and joins nothing it does not need.
+    writes.push({
+      name: 'moneta_ledger_checked_balances',
+      text: `WITH moneta_balances AS (${CHECKED_BALANCES} RETURNING 1)
+             SELECT moneta_assert_rows((SELECT count(*) FROM moneta_balances), $10, $11) AS ok`,
+      values: [
+        uuidArray(touched),
+        ...balanceArrays(touched.map((id) => state.accounts.get(id)!)),
+        ...balanceArrays(touched.map((id) => original.get(id)!)),
+        touched.length,
+        STALE_SQLSTATE,
+      ],
+    });
+    return writes;
+  }
   writes.push({
     name: 'moneta_ledger_checked_update',
-    text: `WITH moneta_balances AS (
-             UPDATE ledger_accounts a
-                SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo
-               FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                           $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-                    AS v(id, dp, dpo, cp, cpo, was_dp, was_dpo, was_cp, was_cpo)
-              WHERE a.id = v.id AND a.debits_pending = v.was_dp AND a.debits_posted = v.was_dpo
-                AND a.credits_pending = v.was_cp AND a.credits_posted = v.was_cpo
-              RETURNING 1),
+    text: `WITH moneta_balances AS (${CHECKED_BALANCES} RETURNING 1),
            moneta_pending AS (
              INSERT INTO ledger_pending_transfers AS p (id, state, expires_at, resolved_at)
              SELECT id, state, expires_at, CASE WHEN state = $13 THEN NULL ELSE $12::bigint END
@@ -294,6 +303,15 @@ export function transferBatchWrites(
   });
   return writes;
 }
+
+/** Sets each account's balances where they still are what the batch started from ($1..$9). */
+const CHECKED_BALANCES = `UPDATE ledger_accounts a
+    SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo
+   FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+               $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+        AS v(id, dp, dpo, cp, cpo, was_dp, was_dpo, was_cp, was_cpo)
+  WHERE a.id = v.id AND a.debits_pending = v.was_dp AND a.debits_posted = v.was_dpo
+    AND a.credits_pending = v.was_cp AND a.credits_posted = v.was_cpo`;
 
 /** The four balance columns of `rows` as parameter arrays, in the order the statements use. */
 function balanceArrays(rows: readonly Balances[]): [Buffer, Buffer, Buffer, Buffer] {
