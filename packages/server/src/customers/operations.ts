@@ -1,4 +1,4 @@
-import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
+import { type IdempotentOperation, jsonResponse, onePhaseOperation } from '../idempotency/index.ts';
 import { type CustomerInput, newCustomer, serializeCustomer, updateCustomer } from './service.ts';
 
 /**
@@ -18,16 +18,7 @@ export const createCustomerOperation: IdempotentOperation<CustomerInput> = {
   },
 };
 
-export const updateCustomerOperation: IdempotentOperation<{ id: string; input: CustomerInput }> = {
-  name: 'customers.update',
-  persist_params: true,
-  steps: {
-    started: (ctx) =>
-      ctx.atomicPhase(async (tx) =>
-        jsonResponse(
-          200,
-          serializeCustomer(await updateCustomer(tx, ctx.scope, ctx.params.id, ctx.params.input)),
-        ),
-      ),
-  },
-};
+export const updateCustomerOperation = onePhaseOperation<{ id: string; input: CustomerInput }>(
+  'customers.update',
+  async (tx, ctx) => serializeCustomer(await updateCustomer(tx, ctx.scope, ctx.params.id, ctx.params.input)),
+);

@@ -16,14 +16,16 @@ const UUID_BYTES = 16;
 /** Far above any batch (the ledger's is 8,189); bounds the buffer a caller can make us build. */
 const MAX_ELEMENTS = 1_000_000;
 
-type Writer = (buf: Buffer, offset: number) => void;
-
+/**
+ * A one-dimensional array of `count` elements: `size(i)` is element i's byte length (-1 for
+ * NULL) and `write` puts its bytes at `at`.
+ */
 function arrayOf(
   oid: number,
   count: number,
   size: (i: number) => number,
-  write: (i: number) => Writer | null,
-) {
+  write: (buf: Buffer, at: number, i: number) => void,
+): Buffer {
   assert(count <= MAX_ELEMENTS, 'a binary array within MAX_ELEMENTS');
   if (count === 0) {
     // An empty array has no dimensions.
@@ -35,21 +37,19 @@ function arrayOf(
   for (let i = 0; i < count; i += 1) bytes += 4 + Math.max(size(i), 0);
   const buf = Buffer.allocUnsafe(bytes);
   let nulls = 0;
-  let offset = HEADER_BYTES;
+  let at = HEADER_BYTES;
   for (let i = 0; i < count; i += 1) {
-    const writer = write(i);
-    if (writer === null) {
-      buf.writeInt32BE(-1, offset);
-      offset += 4;
+    const n = size(i);
+    buf.writeInt32BE(n, at);
+    at += 4;
+    if (n < 0) {
       nulls = 1;
       continue;
     }
-    const n = size(i);
-    buf.writeInt32BE(n, offset);
-    writer(buf, offset + 4);
-    offset += 4 + n;
+    write(buf, at, i);
+    at += n;
   }
-  assert(offset === bytes, 'the binary array was sized exactly');
+  assert(at === bytes, 'the binary array was sized exactly');
   buf.writeInt32BE(1, 0);
   buf.writeInt32BE(nulls, 4);
   buf.writeInt32BE(oid, 8);
@@ -58,37 +58,36 @@ function arrayOf(
   return buf;
 }
 
-export function int8Array(values: readonly (bigint | number | null)[]): Buffer {
+/** Elements of one width (NULL where a value is null). */
+function fixedWidth<T>(
+  oid: number,
+  width: number,
+  values: readonly (T | null)[],
+  write: (buf: Buffer, at: number, value: T) => void,
+): Buffer {
   return arrayOf(
-    OID.int8,
+    oid,
     values.length,
-    (i) => (values[i] == null ? -1 : 8),
-    (i) => {
-      const v = values[i];
-      return v == null ? null : (buf, at) => buf.writeBigInt64BE(BigInt(v), at);
-    },
+    (i) => (values[i] == null ? -1 : width),
+    (buf, at, i) => write(buf, at, values[i] as T),
   );
+}
+
+export function int8Array(values: readonly (bigint | number | null)[]): Buffer {
+  return fixedWidth(OID.int8, 8, values, (buf, at, v) => buf.writeBigInt64BE(BigInt(v), at));
 }
 
 export function int4Array(values: readonly (number | null)[]): Buffer {
-  return arrayOf(
-    OID.int4,
-    values.length,
-    (i) => (values[i] == null ? -1 : 4),
-    (i) => {
-      const v = values[i];
-      return v == null ? null : (buf, at) => buf.writeInt32BE(v, at);
-    },
-  );
+  return fixedWidth(OID.int4, 4, values, (buf, at, v) => buf.writeInt32BE(v, at));
 }
 
 export function boolArray(values: readonly boolean[]): Buffer {
-  return arrayOf(
-    OID.bool,
-    values.length,
-    () => 1,
-    (i) => (buf, at) => buf.writeUInt8(values[i] ? 1 : 0, at),
-  );
+  return fixedWidth(OID.bool, 1, values, (buf, at, v) => buf.writeUInt8(v ? 1 : 0, at));
+}
+
+/** UUIDs in their canonical text form (`8-4-4-4-12` hex digits); anything else throws. */
+export function uuidArray(values: readonly (string | null)[]): Buffer {
+  return fixedWidth(OID.uuid, UUID_BYTES, values, (buf, at, v) => writeUuid(v, buf, at));
 }
 
 export function textArray(values: readonly (string | null)[]): Buffer {
@@ -97,23 +96,7 @@ export function textArray(values: readonly (string | null)[]): Buffer {
     OID.text,
     values.length,
     (i) => encoded[i]?.length ?? -1,
-    (i) => {
-      const b = encoded[i];
-      return b ? (buf, at) => b.copy(buf, at) : null;
-    },
-  );
-}
-
-/** UUIDs in their canonical text form (`8-4-4-4-12` hex digits); anything else throws. */
-export function uuidArray(values: readonly (string | null)[]): Buffer {
-  return arrayOf(
-    OID.uuid,
-    values.length,
-    (i) => (values[i] == null ? -1 : UUID_BYTES),
-    (i) => {
-      const v = values[i];
-      return v == null ? null : (buf, at) => writeUuid(v, buf, at);
-    },
+    (buf, at, i) => encoded[i]!.copy(buf, at),
   );
 }
 

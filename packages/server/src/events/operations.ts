@@ -1,4 +1,4 @@
-import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
+import { type IdempotentOperation, jsonResponse, onePhaseOperation } from '../idempotency/index.ts';
 import {
   checkEndpointRoom,
   type EndpointInput,
@@ -40,34 +40,12 @@ export interface EndpointOperations {
 export function endpointOperations(allow_private: boolean): EndpointOperations {
   return {
     create: createEndpointOperation(allow_private),
-    update: {
-      name: 'webhook_endpoints.update',
-      persist_params: true,
-      steps: {
-        started: (ctx) =>
-          ctx.atomicPhase(async (tx) =>
-            jsonResponse(
-              200,
-              serializeEndpoint(
-                await updateEndpoint(tx, ctx.scope, ctx.params.id, ctx.params.input, allow_private),
-              ),
-            ),
-          ),
-      },
-    },
-    roll_secret: {
-      name: 'webhook_endpoints.roll_secret',
-      // The answer holds the new secret; the parameters hold nothing secret.
-      persist_params: true,
-      steps: {
-        started: (ctx) =>
-          ctx.atomicPhase(async (tx) =>
-            jsonResponse(
-              200,
-              serializeEndpoint(await rollSecret(tx, ctx.scope, ctx.params.id, ctx.params.expires_in), true),
-            ),
-          ),
-      },
-    },
+    update: onePhaseOperation('webhook_endpoints.update', async (tx, ctx) =>
+      serializeEndpoint(await updateEndpoint(tx, ctx.scope, ctx.params.id, ctx.params.input, allow_private)),
+    ),
+    // The answer holds the new secret; the parameters hold nothing secret.
+    roll_secret: onePhaseOperation('webhook_endpoints.roll_secret', async (tx, ctx) =>
+      serializeEndpoint(await rollSecret(tx, ctx.scope, ctx.params.id, ctx.params.expires_in), true),
+    ),
   };
 }

@@ -4,6 +4,7 @@ export {
   FINISHED,
   type IdempotentOperation,
   jsonResponse,
+  onePhaseOperation,
   type PhaseContext,
   type PhaseOutcome,
   type RequestScope,

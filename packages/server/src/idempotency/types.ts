@@ -83,3 +83,18 @@ export const FINISHED = 'finished';
 export function jsonResponse(status: number, body: unknown): { response: StoredResponse } {
   return { response: { status, body: JSON.stringify(body) } };
 }
+
+/**
+ * An operation of one atomic phase that answers 200 with what `run` returns (an update, a
+ * roll): its params are stored, so a retry with the same key replays the first answer.
+ */
+export function onePhaseOperation<P>(
+  name: string,
+  run: (tx: Tx, ctx: PhaseContext<P>) => Promise<unknown>,
+): IdempotentOperation<P> {
+  return {
+    name,
+    persist_params: true,
+    steps: { started: (ctx) => ctx.atomicPhase(async (tx) => jsonResponse(200, await run(tx, ctx))) },
+  };
+}

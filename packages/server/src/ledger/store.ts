@@ -151,7 +151,7 @@ export async function loadLedgerState(
       : tx.query({
           name: 'moneta_ledger_load_transfers',
           text: `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY($1::uuid[])`,
-          values: [transfer_ids],
+          values: [uuidArray(transfer_ids)],
         }),
     readAccounts(
       tx,
@@ -163,7 +163,7 @@ export async function loadLedgerState(
       : tx.query({
           name: lock ? 'moneta_ledger_lock_pending' : 'moneta_ledger_read_pending',
           text: `SELECT id, state, expires_at FROM ledger_pending_transfers WHERE id = ANY($1::uuid[]) ORDER BY id${lock ? ' FOR UPDATE' : ''}`,
-          values: [[...pending_ids]],
+          values: [uuidArray([...pending_ids])],
         }),
   ]);
   const transfers = new Map<string, Transfer>();
@@ -210,7 +210,7 @@ function readAccounts(tx: Queryable, ids: readonly string[], lock: boolean): Pro
   return tx.query({
     name: lock ? 'moneta_ledger_lock_accounts' : 'moneta_ledger_read_accounts',
     text: `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ANY($1::uuid[]) ORDER BY id${lock ? ' FOR UPDATE' : ''}`,
-    values: [ids],
+    values: [uuidArray(ids)],
   });
 }
 
@@ -250,6 +250,12 @@ export function transferBatchWrites(
   // Accounts the batch consulted but did not change (a transfer refused for lack of funds,
   // say): their balances must also still be what the batch decided on.
   const consulted = [...state.accounts.keys()].filter((id) => !outcome.touched.has(id));
+  // $1..$9 of both statements: the accounts, their new balances, and those they started from.
+  const balances = [
+    uuidArray(touched),
+    ...balanceArrays(touched.map((id) => state.accounts.get(id)!)),
+    ...balanceArrays(touched.map((id) => original.get(id)!)),
+  ];
   if (records.length === 0 && consulted.length === 0) {
     // The common batch (posted transfers, every account changed): the balances alone, so the
     // statement opens no pending table and joins nothing it does not need.
@@ -257,13 +263,7 @@ export function transferBatchWrites(
       name: 'moneta_ledger_checked_balances',
       text: `WITH moneta_balances AS (${CHECKED_BALANCES} RETURNING 1)
              SELECT moneta_assert_rows((SELECT count(*) FROM moneta_balances), $10, $11) AS ok`,
-      values: [
-        uuidArray(touched),
-        ...balanceArrays(touched.map((id) => state.accounts.get(id)!)),
-        ...balanceArrays(touched.map((id) => original.get(id)!)),
-        touched.length,
-        STALE_SQLSTATE,
-      ],
+      values: [...balances, touched.length, STALE_SQLSTATE],
     });
     return writes;
   }
@@ -287,9 +287,7 @@ export function transferBatchWrites(
                     (SELECT count(*) FROM moneta_balances) + (SELECT count(*) FROM moneta_pending)
                       + (SELECT count(*) FROM moneta_consulted), $15, $21) AS ok`,
     values: [
-      uuidArray(touched),
-      ...balanceArrays(touched.map((id) => state.accounts.get(id)!)),
-      ...balanceArrays(touched.map((id) => original.get(id)!)),
+      ...balances,
       uuidArray(records.map((r) => r.transfer.id)),
       textArray(records.map((r) => r.state)),
       resolved_at.toString(),

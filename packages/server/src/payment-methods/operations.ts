@@ -1,5 +1,5 @@
 import { requireLiveCustomer } from '../customers/index.ts';
-import { type IdempotentOperation, jsonResponse } from '../idempotency/index.ts';
+import { type IdempotentOperation, jsonResponse, onePhaseOperation } from '../idempotency/index.ts';
 import { resourceMissing } from '../lib/errors.ts';
 import { checkCard } from '../vault/cards.ts';
 import type { Vault } from '../vault/index.ts';
@@ -66,19 +66,9 @@ export function makePaymentMethodOperations(vault: Vault): PaymentMethodOperatio
     },
   };
 
-  const detach: IdempotentOperation<{ id: string }> = {
-    name: 'payment_methods.detach',
-    persist_params: true,
-    steps: {
-      started: (ctx) =>
-        ctx.atomicPhase(async (tx) => {
-          checkPaymentMethodId(ctx.params.id);
-          return jsonResponse(
-            200,
-            serializePaymentMethod(await detachPaymentMethod(tx, ctx.scope, ctx.params.id)),
-          );
-        }),
-    },
-  };
+  const detach = onePhaseOperation<{ id: string }>('payment_methods.detach', async (tx, ctx) => {
+    checkPaymentMethodId(ctx.params.id);
+    return serializePaymentMethod(await detachPaymentMethod(tx, ctx.scope, ctx.params.id));
+  });
   return { create, attach, detach };
 }

@@ -293,20 +293,23 @@ export class Vault {
   private async createDataKey(purpose: DataKeyPurpose): Promise<SealingKey> {
     const id = newId('dek');
     const key = newDataKey();
-    for (let attempt = 1; ; attempt += 1) {
+    const insert = async () => {
       const wrapped = await this.keys.wrap(key, dataKeyContext(id));
-      try {
-        await this.pool.query({
-          name: 'moneta_vault_insert_data_key',
-          text: 'INSERT INTO vault_data_keys (id, purpose, kek_version, wrapped_key) VALUES ($1, $2, $3, $4)',
-          values: [id, purpose, wrapped.kek_version, wrapped.wrapped],
-        });
-        return { id, key, seals_left: DATA_KEY_MAX_SEALS, until_ms: Date.now() + DATA_KEY_MAX_AGE_MS };
-      } catch (err) {
-        if (attempt >= 2 || !isRetiredKekWrite(err)) throw err;
-        await this.keys.reload();
-      }
+      await this.pool.query({
+        name: 'moneta_vault_insert_data_key',
+        text: 'INSERT INTO vault_data_keys (id, purpose, kek_version, wrapped_key) VALUES ($1, $2, $3, $4)',
+        values: [id, purpose, wrapped.kek_version, wrapped.wrapped],
+      });
+    };
+    try {
+      await insert();
+    } catch (err) {
+      if (!isRetiredKekWrite(err)) throw err;
+      await this.keys.reload();
+      await insert(); // once: a second refusal is an error
     }
+    this.keepOpen(id, key);
+    return { id, key, seals_left: DATA_KEY_MAX_SEALS, until_ms: Date.now() + DATA_KEY_MAX_AGE_MS };
   }
 
   /**
@@ -420,21 +423,24 @@ export class Vault {
   }
 
   private async batchKey(id: string, key: StoredKey): Promise<Buffer> {
-    const sealing = this.sealing.pan?.id === id ? this.sealing.pan : this.sealing.cvc;
-    if (sealing?.id === id) return sealing.key;
     const cached = this.open_keys.get(id);
     if (cached) return cached;
     const data_key = await this.keys.unwrap(
       { kek_version: key.kek_version, wrapped: key.wrapped },
       dataKeyContext(id),
     );
+    this.keepOpen(id, data_key);
+    return data_key;
+  }
+
+  /** Keeps a batch key for opening (the keys this process makes go in too). */
+  private keepOpen(id: string, data_key: Buffer): void {
     if (this.open_keys.size >= OPEN_KEY_CACHE) {
       // Oldest first (a Map keeps insertion order). Dropped, not zeroed: an openValue that
       // took it before an await may still be about to use it.
       this.open_keys.delete(this.open_keys.keys().next().value as string);
     }
     this.open_keys.set(id, data_key);
-    return data_key;
   }
 }
 
