@@ -2,7 +2,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { type AuditContext, appendAudit, verifyAudit } from '../audit/index.ts';
 import { type Config, ConfigError, describeSettings, loadConfig } from '../config/index.ts';
 import { latestVersion, migrate } from '../db/migrate.ts';
-import { endpointScope, listDeliveries, resend, serializeDelivery } from '../events/index.ts';
+import {
+  endpointScope,
+  listDeliveries,
+  type ResendTarget,
+  resend,
+  resendTarget,
+  serializeDelivery,
+} from '../events/index.ts';
 import { verifyLedger } from '../ledger/index.ts';
 import { isIdOf } from '../lib/ids.ts';
 import { createMerchant, rollKey } from '../merchants/index.ts';
@@ -373,15 +380,12 @@ webhooks
   .option('--until <time>', '… and before this time (ISO 8601)', instant('--until'))
   .option('--json', 'print the result as JSON')
   .action(async (opts: { endpoint: string; event?: string; since?: Date; until?: Date; json?: boolean }) => {
-    const by_range = opts.since !== undefined || opts.until !== undefined;
-    if ((opts.event !== undefined) === by_range) {
-      fail(
-        'pass either --event evt_…, or --since and --until for the failed deliveries of a time range.',
-        EXIT_USAGE,
-      );
-    }
-    if (by_range && (opts.since === undefined || opts.until === undefined)) {
-      fail('--since and --until go together.', EXIT_USAGE);
+    let what: ResendTarget;
+    try {
+      what = resendTarget(opts);
+    } catch (err) {
+      // The same rule as the API's, said with this command's options.
+      fail(`${(err as Error).message.replace(/\b(event|since|until)\b/g, '--$1')}`, EXIT_USAGE);
     }
     const queued = await withDatabase(async (db) => {
       const scope = await endpointScope(db.pool, opts.endpoint);
@@ -389,8 +393,6 @@ webhooks
         fail(
           `no webhook endpoint ${opts.endpoint} (run "moneta webhooks deliveries --endpoint …" with an id from GET /v1/webhook_endpoints).`,
         );
-      const what =
-        opts.event !== undefined ? { event: opts.event } : { since: opts.since!, until: opts.until! };
       const n = await resend(db.pool, scope, opts.endpoint, what);
       await appendAudit(db.pool, {
         ...CLI_ACTOR,

@@ -1,7 +1,8 @@
 import type { Queryable } from '../db/pool.ts';
-import { assert, invalidRequest, resourceMissing } from '../lib/errors.ts';
+import { invalidRequest, resourceMissing } from '../lib/errors.ts';
 import { isIdOf } from '../lib/ids.ts';
-import { MAX_LIST_LIMIT } from '../lib/list.ts';
+import { type ListParams, listPage, type Page, Where } from '../lib/list.ts';
+import { retrieveEndpoint } from './endpoints.ts';
 import { EVENT_RETENTION_DAYS, type Scope } from './store.ts';
 
 /** What operators do with deliveries: look at them, send events again, and drop old ones. */
@@ -19,25 +20,35 @@ export interface DeliveryRow {
   delivered_at: Date | null;
 }
 
-/** An endpoint's deliveries, newest event first, optionally of one status; at most `limit`. */
+const DELIVERY_COLUMNS = `endpoint_id, event_id, event_type, status, attempts, next_attempt_at, last_status_code,
+  last_error, created_at, delivered_at`;
+
+/** An endpoint's deliveries, newest event first, optionally of one status (Stripe's list paging). */
 export async function listDeliveries(
   db: Queryable,
   scope: Scope,
   endpoint_id: string,
-  opts: { status?: DeliveryRow['status'] | undefined; limit: number; starting_after?: string | undefined },
-): Promise<{ has_more: boolean; data: DeliveryRow[] }> {
-  assert(opts.limit >= 1 && opts.limit <= MAX_LIST_LIMIT, 'list limit was validated');
-  await requireEndpoint(db, scope, endpoint_id);
-  const { rows } = await db.query(
-    `SELECT d.endpoint_id, d.event_id, ev.type AS event_type, d.status, d.attempts, d.next_attempt_at,
-            d.last_status_code, d.last_error, d.created_at, d.delivered_at
-       FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id
-      WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
-        AND ($3::text IS NULL OR d.event_id < $3)
-      ORDER BY d.event_id DESC LIMIT $4`,
-    [endpoint_id, opts.status ?? null, opts.starting_after ?? null, opts.limit + 1],
-  );
-  return { has_more: rows.length > opts.limit, data: rows.slice(0, opts.limit) as DeliveryRow[] };
+  params: ListParams & { status?: DeliveryRow['status'] | undefined },
+): Promise<Page<DeliveryRow>> {
+  await retrieveEndpoint(db, scope, endpoint_id);
+  const where = new Where().add((p) => `endpoint_id = ${p}`, endpoint_id);
+  if (params.status !== undefined) where.add((p) => `status = ${p}`, params.status);
+  return listPage(db, {
+    // A delivery is paged by its event's id (time-sortable, one delivery per event and endpoint).
+    table: `(SELECT d.event_id AS id, d.*, ev.type AS event_type
+               FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id) AS deliveries`,
+    columns: DELIVERY_COLUMNS,
+    where,
+    params,
+    cursorExists: async (cursor) =>
+      (
+        await db.query('SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = $2', [
+          endpoint_id,
+          cursor,
+        ])
+      ).rowCount === 1,
+    map: (row) => row as unknown as DeliveryRow,
+  });
 }
 
 export function serializeDelivery(row: DeliveryRow): Record<string, unknown> {
@@ -60,6 +71,31 @@ export function serializeDelivery(row: DeliveryRow): Record<string, unknown> {
 /** At most this many deliveries are queued again by one resend. */
 const MAX_RESEND = 10_000;
 
+export type ResendTarget = { event: string } | { since: Date; until: Date };
+
+/**
+ * What a resend asks for: one event, or a time range (both ends) of failed deliveries; the
+ * API and the CLI read their arguments into this.
+ */
+export function resendTarget(args: {
+  event?: string | undefined;
+  since?: Date | undefined;
+  until?: Date | undefined;
+}): ResendTarget {
+  const by_range = args.since !== undefined || args.until !== undefined;
+  if ((args.event !== undefined) === by_range) {
+    throw invalidRequest(
+      'Pass either event, or since and until for the failed deliveries of a time range.',
+      'event',
+    );
+  }
+  if (args.event !== undefined) return { event: args.event };
+  if (args.since === undefined || args.until === undefined) {
+    throw invalidRequest('since and until go together.', args.since === undefined ? 'since' : 'until');
+  }
+  return { since: args.since, until: args.until };
+}
+
 /**
  * Sends events to an endpoint again, now: one event (whether or not it was ever delivered
  * there), or every failed delivery whose event was created in [since, until). A delivery
@@ -70,9 +106,9 @@ export async function resend(
   db: Queryable,
   scope: Scope,
   endpoint_id: string,
-  what: { event: string } | { since: Date; until: Date },
+  what: ResendTarget,
 ): Promise<number> {
-  await requireEndpoint(db, scope, endpoint_id);
+  await retrieveEndpoint(db, scope, endpoint_id);
   if ('event' in what) {
     if (!isIdOf('evt', what.event)) throw resourceMissing('event', what.event, 'event');
     const { rowCount } = await db.query(
@@ -110,16 +146,6 @@ export async function endpointScope(db: Queryable, id: string): Promise<Scope | 
   return (rows[0] as Scope | undefined) ?? null;
 }
 
-async function requireEndpoint(db: Queryable, scope: Scope, id: string): Promise<void> {
-  const { rowCount } = isIdOf('we', id)
-    ? await db.query(
-        'SELECT 1 FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL',
-        [id, scope.merchant_id, scope.livemode],
-      )
-    : { rowCount: 0 };
-  if (rowCount !== 1) throw resourceMissing('webhook_endpoint', id);
-}
-
 const REAP_BATCH = 5_000;
 
 /**
@@ -136,8 +162,11 @@ export async function reapEvents(db: Queryable, max_batches: number): Promise<nu
           WHERE created_at < now() - make_interval(days => $1)
             AND dispatched_at IS NOT NULL AND published_at IS NOT NULL
           ORDER BY seq LIMIT $2),
-       attempts AS (DELETE FROM webhook_attempts WHERE event_id IN (SELECT id FROM old)),
-       deliveries AS (DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM old))
+       deliveries AS (DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM old)
+                      RETURNING endpoint_id, event_id),
+       -- Through the deliveries: webhook_attempts is keyed (endpoint_id, event_id, attempt).
+       attempts AS (DELETE FROM webhook_attempts a USING deliveries d
+                     WHERE a.endpoint_id = d.endpoint_id AND a.event_id = d.event_id)
        DELETE FROM events WHERE seq IN (SELECT seq FROM old)`,
       [EVENT_RETENTION_DAYS, REAP_BATCH],
     );

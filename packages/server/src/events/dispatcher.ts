@@ -15,7 +15,7 @@ import { assert } from '../lib/errors.ts';
 import { Waker } from '../lib/waker.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { type EndpointRow, serializeEndpoint } from './endpoints.ts';
+import { type EndpointRow, MAX_ENDPOINTS, serializeEndpoint } from './endpoints.ts';
 import { checkEndpointUrl, guardedLookup } from './guard.ts';
 import { eventInsert } from './outbox.ts';
 import { signatureHeader } from './signature.ts';
@@ -52,6 +52,15 @@ const POSTPONE_S = 30;
 const EXCERPT_CHARS = 500;
 /** Deliveries an endpoint may have waiting, as a multiple of those in flight. */
 const QUEUE_FACTOR = 4;
+/** Events fanned out in one statement, at most (fewer when there is less room; see runOnce). */
+const FANOUT_BATCH = 100;
+/** Deliveries held at once (in flight or claimed and waiting), over all endpoints. */
+const MAX_HELD = 256;
+/** Longest sleep when there is nothing to do and nobody nudges. */
+const POLL_MS = 100;
+/** Consecutive failures that open an endpoint's circuit, and how long it stays open (scaled). */
+const BREAKER_FAILURES = 5;
+const BREAKER_HALF_OPEN_MS = 30_000;
 
 export interface DispatcherOptions {
   /** A 2xx within this time is a success (Stripe: 15 s). */
@@ -59,19 +68,10 @@ export interface DispatcherOptions {
   allow_private: boolean;
   /** Multiplies every wait of the retry schedule (tests shrink three days to seconds). */
   retry_scale: number;
-  fanout_batch?: number;
-  claim_batch?: number;
-  /** Deliveries held at once (in flight or claimed and waiting), over all endpoints. */
-  max_held?: number;
-  /** Attempts in flight per endpoint (default 16); more may wait their turn in its queue. */
-  per_endpoint?: number;
-  /** Longest sleep when there is nothing to do and nobody nudges. */
-  poll_ms?: number;
+  /** Attempts in flight per endpoint (`MONETA_WEBHOOK_CONCURRENCY`); more wait in its queue. */
+  per_endpoint: number;
   /** No NATS publisher: events leaving the outbox need no NATS mark (it is set with the dispatch). */
-  without_nats?: boolean;
-  /** Consecutive failures that open an endpoint's circuit. */
-  breaker_failures?: number;
-  breaker_half_open_ms?: number;
+  without_nats: boolean;
 }
 
 interface Claimed {
@@ -115,12 +115,15 @@ const MAX_GATES = 10_000;
 export class WebhookDispatcher {
   private readonly agent: Agent;
   private readonly gates = new Map<string, EndpointGate>();
-  private held = 0;
   /** Set by `nudge` (new events); a fan-out is also due every poll interval regardless. */
   private outbox_dirty = true;
   private last_fan_out_ms = 0;
   private last_claim_ms = 0;
   private readonly attempts = new Set<Promise<void>>();
+  /** Deliveries held: in flight, or waiting in an endpoint's queue. */
+  private held(): number {
+    return this.attempts.size;
+  }
   private running: Promise<void> | null = null;
   private stopped = false;
   private readonly waker = new Waker();
@@ -130,7 +133,7 @@ export class WebhookDispatcher {
   constructor(
     private readonly pool: Pool,
     private readonly log: Logger,
-    private readonly metrics: Metrics | null,
+    private readonly metrics: Metrics,
     private readonly opts: DispatcherOptions,
   ) {
     assert(opts.retry_scale > 0 && opts.retry_scale <= 1, 'retry scale within (0, 1]');
@@ -166,13 +169,13 @@ export class WebhookDispatcher {
     let dispatched = 0;
     let started = 0;
     let more = false;
-    const poll_ms = this.opts.poll_ms ?? 100;
-    const max_held = this.opts.max_held ?? 256;
     // Backpressure: while half the room is taken, events wait in the outbox (its lag shows it).
-    if (this.held < max_held / 2 && (this.outbox_dirty || Date.now() - this.last_fan_out_ms >= poll_ms)) {
+    if (this.held() < MAX_HELD / 2 && (this.outbox_dirty || Date.now() - this.last_fan_out_ms >= POLL_MS)) {
       this.outbox_dirty = false;
       this.last_fan_out_ms = Date.now();
-      const batch = Math.max(1, Math.min(this.opts.fanout_batch ?? 100, max_held - this.held));
+      // Each event may go to every endpoint of its merchant: sized so that even then the
+      // deliveries fit the room, never more than MAX_HELD held.
+      const batch = Math.max(1, Math.min(FANOUT_BATCH, Math.floor((MAX_HELD - this.held()) / MAX_ENDPOINTS)));
       const fanned = await this.fanOut(batch);
       dispatched = fanned.events;
       started += this.startAll(fanned.deliveries);
@@ -182,7 +185,7 @@ export class WebhookDispatcher {
         more = true;
       }
     }
-    if (Date.now() - this.last_claim_ms >= poll_ms) {
+    if (Date.now() - this.last_claim_ms >= POLL_MS) {
       this.last_claim_ms = Date.now();
       started += await this.claimAndStart();
     }
@@ -208,7 +211,7 @@ export class WebhookDispatcher {
       } catch (err) {
         this.log.warn({ err }, 'webhook dispatch failed; retrying shortly');
       }
-      if (!busy) await this.waker.sleep(this.opts.poll_ms ?? 100);
+      if (!busy) await this.waker.sleep(POLL_MS);
     }
   }
 
@@ -247,7 +250,7 @@ export class WebhookDispatcher {
                        FROM fan f JOIN webhook_endpoints e ON e.id = f.endpoint_id JOIN batch b ON b.id = f.event_id
                        JOIN per_event p ON p.event_id = f.event_id)
                       AS deliveries`,
-      values: [batch, this.leaseSeconds(), this.opts.without_nats ?? true],
+      values: [batch, this.leaseSeconds(), this.opts.without_nats],
     });
     const deliveries = (
       rows[0].deliveries as (Omit<Claimed, 'secrets' | 'attempts' | 'created_at'> & {
@@ -290,11 +293,9 @@ export class WebhookDispatcher {
   }
 
   private async claimAndStart(): Promise<number> {
-    const max_held = this.opts.max_held ?? 256;
     // Claimed in bulk once half the room is free, not one delivery per finished attempt.
-    if (this.held > max_held / 2) return 0;
-    const per_endpoint = this.opts.per_endpoint ?? 16;
-    const depth = QUEUE_FACTOR * per_endpoint;
+    if (this.held() > MAX_HELD / 2) return 0;
+    const depth = QUEUE_FACTOR * this.opts.per_endpoint;
     // Endpoints that cannot take more now (full, or circuit open) are left out of the claim.
     // (The breaker moves from open to half-open only when called, so the time is kept here.)
     const now_ms = Date.now();
@@ -304,7 +305,7 @@ export class WebhookDispatcher {
           g.held >= depth / 2 || (g.breaker.state === CircuitState.Open && now_ms < g.closed_until_ms),
       )
       .map(([id]) => id);
-    const free = max_held - this.held;
+    const free = MAX_HELD - this.held();
     const { rows } = await this.pool.query({
       name: 'moneta_webhooks_claim',
       // The candidates are read without locks (locking hundreds of rows to use a few wrote a
@@ -353,14 +354,14 @@ export class WebhookDispatcher {
         for (const [id, g] of this.gates) if (g.held === 0) this.gates.delete(id);
       }
       // Scaled with the retry schedule, so tests that shrink days to seconds shrink this too.
-      const half_open_ms = Math.max(10, (this.opts.breaker_half_open_ms ?? 30_000) * this.opts.retry_scale);
+      const half_open_ms = Math.max(10, BREAKER_HALF_OPEN_MS * this.opts.retry_scale);
       const breaker = circuitBreaker(handleAll, {
         halfOpenAfter: half_open_ms,
-        breaker: new ConsecutiveBreaker(this.opts.breaker_failures ?? 5),
+        breaker: new ConsecutiveBreaker(BREAKER_FAILURES),
       });
       const created: EndpointGate = {
         // A fan-out may hand an endpoint a whole batch; they wait here for their turn.
-        bulkhead: bulkhead(this.opts.per_endpoint ?? 16, this.opts.max_held ?? 256),
+        bulkhead: bulkhead(this.opts.per_endpoint, MAX_HELD),
         breaker,
         held: 0,
         closed_until_ms: 0,
@@ -377,7 +378,6 @@ export class WebhookDispatcher {
   private async attempt(c: Claimed): Promise<void> {
     const gate = this.gate(c.endpoint_id);
     gate.held += 1;
-    this.held += 1;
     try {
       const outcome = await gate.bulkhead.execute(() =>
         gate.breaker.execute(async () => {
@@ -408,7 +408,6 @@ export class WebhookDispatcher {
       }
     } finally {
       gate.held -= 1;
-      this.held -= 1;
       this.waker.nudge(); // room freed: the loop may claim or fan out more
     }
   }
@@ -457,7 +456,7 @@ export class WebhookDispatcher {
     const attempt = c.attempts + 1;
     const status = o.ok ? 'succeeded' : attempt >= MAX_ATTEMPTS ? 'failed' : 'pending';
     const wait_s = status === 'pending' ? retryDelay(attempt, this.opts.retry_scale) : 0;
-    this.metrics?.webhook_attempts.inc({ outcome: o.ok ? 'succeeded' : 'failed' });
+    this.metrics.webhook_attempts.inc({ outcome: o.ok ? 'succeeded' : 'failed' });
     await this.pool.query({
       name: 'moneta_webhooks_record',
       text: `WITH attempt AS (
@@ -491,7 +490,7 @@ export class WebhookDispatcher {
 
   /** Not attempted now (circuit open, or no room): due again after `wait_s`, no attempt counted. */
   private async postpone(c: Claimed, wait_s: number): Promise<void> {
-    this.metrics?.webhook_attempts.inc({ outcome: 'postponed' });
+    this.metrics.webhook_attempts.inc({ outcome: 'postponed' });
     await this.pool.query(
       `UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $3)
         WHERE endpoint_id = $1 AND event_id = $2 AND status = 'pending'`,
@@ -511,8 +510,9 @@ export class WebhookDispatcher {
          parked AS (
            UPDATE webhook_deliveries SET next_attempt_at = 'infinity'::timestamptz
             WHERE endpoint_id IN (SELECT id FROM disabled) AND status = 'pending')
-         SELECT id, merchant_id, livemode, url, enabled_events, description, metadata, status, secret,
-                previous_secret, previous_secret_expires_at, failing_since, created_at FROM disabled`,
+         -- Not the secrets: nothing here signs, and these rows reach a log line and an event.
+         SELECT id, merchant_id, livemode, url, enabled_events, description, metadata, status,
+                failing_since, created_at FROM disabled`,
         [DISABLE_AFTER_S * this.opts.retry_scale],
       );
       for (const row of rows) {
@@ -520,7 +520,7 @@ export class WebhookDispatcher {
           { endpoint: row.id, merchant: row.merchant_id },
           'webhook endpoint disabled after failing for three days',
         );
-        this.metrics?.webhook_endpoints_disabled.inc();
+        this.metrics.webhook_endpoints_disabled.inc();
       }
       await tx.commit(
         rows.map((row) =>
@@ -532,10 +532,10 @@ export class WebhookDispatcher {
   }
 
   private async measureLag(): Promise<void> {
-    if (!this.metrics) return;
     const { rows } = await this.pool.query(
-      `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS lag_s
-         FROM events WHERE dispatched_at IS NULL`,
+      // The lowest seq waiting is the oldest: read through events_undispatched, not the backlog.
+      `SELECT coalesce((SELECT extract(epoch FROM now() - created_at) FROM events
+                         WHERE dispatched_at IS NULL ORDER BY seq LIMIT 1), 0)::float8 AS lag_s`,
     );
     this.metrics.outbox_lag.set(rows[0].lag_s as number);
   }

@@ -4,7 +4,15 @@
  * for other services.
  */
 
-export { endpointScope, listDeliveries, reapEvents, resend, serializeDelivery } from './deliveries.ts';
+export {
+  endpointScope,
+  listDeliveries,
+  type ResendTarget,
+  reapEvents,
+  resend,
+  resendTarget,
+  serializeDelivery,
+} from './deliveries.ts';
 export { MAX_ATTEMPTS, RETRY_DELAYS_S, WebhookDispatcher } from './dispatcher.ts';
 export {
   DEFAULT_SECRET_OVERLAP_S,

@@ -11,7 +11,7 @@ import {
 } from 'nats';
 import { type Pool, withTransaction } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
-import { Waker } from '../lib/waker.ts';
+import { backoffMs, Waker } from '../lib/waker.ts';
 import type { Logger } from '../ops/logger.ts';
 import { serializeEvent } from './store.ts';
 
@@ -54,12 +54,16 @@ const MAX_AGE_MS = 30 * 24 * 3600_000;
 const PUBLISH_BATCH = 256;
 const PUBLISH_TIMEOUT_MS = 5_000;
 const MAX_DELIVER = 50;
+/** Longest sleep when the outbox is empty and nobody nudges. */
+const POLL_MS = 100;
+/** The longest wait between tries to reach NATS. */
+const MAX_RETRY_WAIT_MS = 10_000;
+/** The advisory lock that makes one process at a time the publisher ("MONETA_N" in ASCII). */
+const PUBLISHER_LOCK = '5570757323753873230';
 
 export interface NatsOptions {
   url: string;
   replicas: number;
-  /** Longest sleep when the outbox is empty and nobody nudges. */
-  poll_ms?: number;
 }
 
 export async function connectNats(url: string, name: string): Promise<NatsConnection> {
@@ -131,7 +135,7 @@ export class NatsPublisher {
 
   /** Connects and sets up the streams, retrying with backoff until it works or the publisher stops. */
   private async connect(): Promise<void> {
-    for (let failures = 0; !this.stopped; failures = Math.min(failures + 1, 6)) {
+    for (let failures = 0; !this.stopped; failures += 1) {
       try {
         this.nc = await connectNats(this.opts.url, 'moneta-publisher');
         this.js = this.nc.jetstream();
@@ -142,7 +146,7 @@ export class NatsPublisher {
         await this.nc?.close().catch(() => {});
         this.nc = null;
         this.js = null;
-        await this.waker.sleep(250 * 2 ** failures);
+        await this.waker.sleep(backoffMs(failures, 250, MAX_RETRY_WAIT_MS));
       }
     }
   }
@@ -167,26 +171,31 @@ export class NatsPublisher {
         failures = 0;
       } catch (err) {
         // NATS away (restarting, partitioned): the events wait in the outbox; back off.
-        failures = Math.min(failures + 1, 6);
+        failures += 1;
         this.log.warn({ err: (err as Error).message }, 'publishing events to NATS failed; retrying');
-        await this.waker.sleep(100 * 2 ** failures);
+        await this.waker.sleep(backoffMs(failures, 100, MAX_RETRY_WAIT_MS));
         continue;
       }
-      if (!full) await this.waker.sleep(this.opts.poll_ms ?? 100);
+      if (!full) await this.waker.sleep(POLL_MS);
     }
   }
 
   /**
-   * One batch in one transaction: the events are locked (another publisher skips them),
-   * published, and marked once every publish is acknowledged. Returns how many.
+   * One batch in one transaction: read, published, and marked once every publish is
+   * acknowledged. Returns how many. One publisher at a time holds the transaction's advisory
+   * lock (the others skip the round), so the stream gets the events in order; the events' rows
+   * themselves are not locked, since the webhook fan-out locks them too and must not wait for
+   * NATS to acknowledge.
    */
   private async publishBatch(): Promise<number> {
     const js = this.js;
     assert(js, 'the publisher is started');
     return withTransaction(this.pool, async (tx) => {
+      const lock = await tx.query('SELECT pg_try_advisory_xact_lock($1) AS mine', [PUBLISHER_LOCK]);
+      if (!lock.rows[0].mine) return 0;
       const { rows } = await tx.query(
         `SELECT seq, id, livemode, type, data, created_at FROM events
-          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+          WHERE published_at IS NULL ORDER BY seq LIMIT $1`,
         [PUBLISH_BATCH],
       );
       if (rows.length === 0) return 0;

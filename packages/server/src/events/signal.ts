@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Pool } from '../db/pool.ts';
+import { backoffMs } from '../lib/waker.ts';
 import type { Logger } from '../ops/logger.ts';
 
 /**
@@ -82,8 +83,8 @@ export class OutboxListener {
     if (this.client === client) this.client = null;
     client.end().catch(() => {});
     if (this.stopped) return;
-    this.failures = Math.min(this.failures + 1, 10);
-    const wait_ms = Math.min(MAX_RECONNECT_WAIT_MS, 100 * 2 ** this.failures);
+    this.failures += 1;
+    const wait_ms = backoffMs(this.failures, 100, MAX_RECONNECT_WAIT_MS);
     setTimeout(() => void this.connect(), wait_ms).unref();
   }
 

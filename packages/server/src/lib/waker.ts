@@ -29,3 +29,8 @@ export class Waker {
     });
   }
 }
+
+/** Exponential backoff: `base_ms` doubled per failure so far, never above `max_ms`. */
+export function backoffMs(failures: number, base_ms: number, max_ms: number): number {
+  return Math.min(max_ms, base_ms * 2 ** Math.min(failures, 30));
+}

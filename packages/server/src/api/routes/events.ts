@@ -13,13 +13,13 @@ import {
   MAX_ENABLED_EVENTS,
   MAX_SECRET_OVERLAP_S,
   resend,
+  resendTarget,
   retrieveEndpoint,
   retrieveEvent,
   serializeDelivery,
   serializeEndpoint,
   serializeEvent,
 } from '../../events/index.ts';
-import { invalidRequest } from '../../lib/errors.ts';
 import type { ListParams } from '../../lib/list.ts';
 import { scopeOf } from '../plugins/operations.ts';
 import {
@@ -76,6 +76,7 @@ const deliveriesQuery = {
   properties: {
     limit: listQueryProperties.limit,
     starting_after: str(255),
+    ending_before: str(255),
     status: { type: 'string', enum: ['pending', 'succeeded', 'failed'] },
   },
   additionalProperties: false,
@@ -181,11 +182,7 @@ export async function eventRoutes(
     { schema: { params: idParam, querystring: deliveriesQuery } },
     async (req, reply) => {
       const id = (req.params as { id: string }).id;
-      const query = req.query as {
-        limit: number;
-        starting_after?: string;
-        status?: 'pending' | 'succeeded' | 'failed';
-      };
+      const query = req.query as ListParams & { status?: 'pending' | 'succeeded' | 'failed' };
       const page = await listDeliveries(pool, scopeOf(req), id, query);
       return app.sendList(reply, `/v1/webhook_endpoints/${id}/deliveries`, page, serializeDelivery);
     },
@@ -197,25 +194,13 @@ export async function eventRoutes(
     async (req, reply) => {
       const id = (req.params as { id: string }).id;
       const body = (req.body ?? {}) as { event?: string; since?: number; until?: number };
-      const by_event = body.event !== undefined;
-      const by_range = body.since !== undefined || body.until !== undefined;
-      if (by_event === by_range) {
-        throw invalidRequest(
-          'Pass either event, or since and until (unix seconds) for failed deliveries.',
-          'event',
-        );
-      }
-      if (by_range && (body.since === undefined || body.until === undefined)) {
-        throw invalidRequest('since and until go together.', body.since === undefined ? 'since' : 'until');
-      }
-      const queued = await resend(
-        pool,
-        scopeOf(req),
-        id,
-        by_event
-          ? { event: body.event! }
-          : { since: new Date(body.since! * 1000), until: new Date(body.until! * 1000) },
-      );
+      const seconds = (s: number | undefined) => (s === undefined ? undefined : new Date(s * 1000));
+      const target = resendTarget({
+        event: body.event,
+        since: seconds(body.since),
+        until: seconds(body.until),
+      });
+      const queued = await resend(pool, scopeOf(req), id, target);
       opts.nudge();
       return app.sendJson(reply, 200, { object: 'webhook_resend', webhook_endpoint: id, queued });
     },
