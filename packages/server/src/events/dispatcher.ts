@@ -252,18 +252,10 @@ export class WebhookDispatcher {
                       AS deliveries`,
       values: [batch, this.leaseSeconds(), this.opts.without_nats],
     });
-    const deliveries = (
-      rows[0].deliveries as (Omit<Claimed, 'secrets' | 'attempts' | 'created_at'> & {
-        secret: string;
-        previous_secret: string | null;
-        created_at: string;
-      })[]
-    ).map((d) => ({
-      ...d,
-      attempts: 0,
-      created_at: new Date(d.created_at),
-      secrets: signingSecrets(d.secret, d.previous_secret),
-    }));
+    // json_agg leaves the time as text.
+    const deliveries = (rows[0].deliveries as ClaimedRow[]).map((d) =>
+      toClaimed({ ...d, attempts: 0, created_at: new Date(d.created_at) }),
+    );
     return { events: rows[0].events as number, deliveries };
   }
 
@@ -339,12 +331,7 @@ export class WebhookDispatcher {
                          WHERE x.event_id = d.event_id AND x.status = 'pending') AS pending_webhooks`,
       values: [held_back, free * 2, depth / 2, free, this.leaseSeconds()],
     });
-    return this.startAll(
-      rows.map((row) => ({
-        ...(row as Omit<Claimed, 'secrets'>),
-        secrets: signingSecrets(row.secret as string, row.previous_secret as string | null),
-      })),
-    );
+    return this.startAll(rows.map((row) => toClaimed(row as ClaimedRow)));
   }
 
   private gate(endpoint_id: string): EndpointGate {
@@ -548,9 +535,12 @@ function retryDelay(attempt: number, scale: number): number {
   return base * (0.9 + 0.2 * Math.random());
 }
 
+/** A delivery as the fan-out and the claim read it: the endpoint's secrets still apart. */
+type ClaimedRow = Omit<Claimed, 'secrets'> & { secret: string; previous_secret: string | null };
+
 /** The secrets that sign: the current one, and during a roll the previous one (still in force). */
-function signingSecrets(secret: string, previous: string | null): string[] {
-  return previous ? [secret, previous] : [secret];
+function toClaimed({ secret, previous_secret, ...rest }: ClaimedRow): Claimed {
+  return { ...rest, secrets: previous_secret ? [secret, previous_secret] : [secret] };
 }
 
 /** PostgreSQL text cannot hold NUL; a receiver's answer may. */
