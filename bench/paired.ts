@@ -14,7 +14,9 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import pg from 'pg';
 import { benchDatabase, machine, median } from './lib.ts';
+import { type OpenLoopResult, openLoop } from './open-loop.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -40,22 +42,12 @@ export interface PairedBench {
 }
 
 /**
- * Connections for the fixed-rate runs (`BENCH_LATENCY_CONNECTIONS`, default 20). autocannon
- * paces each connection on its own, so more connections send in bursts that queue: at 250
- * payments/s, 200 connections measured a p50 of 117 ms, 50 measured 41 ms and 20 measured
- * 18 ms. Twenty caps the rate at 20 / latency, which the printout's achieved rate shows.
+ * Connections the open-loop generator may use at a fixed rate (`BENCH_LATENCY_CONNECTIONS`,
+ * default 64): enough that a due request finds one free unless the server has fallen behind.
  */
-const LATENCY_CONNECTIONS = Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 20);
-
-interface LatencyRun {
-  target_rps: number;
-  achieved_rps: number;
-  p50_ms: number;
-  p99_ms: number;
-  max_ms: number;
-  errors: number;
-  non2xx: number;
-}
+const LATENCY_CONNECTIONS = Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 64);
+/** Each fixed rate runs this long before its measured seconds (see openLoop). */
+const LATENCY_WARMUP_SECONDS = 2;
 
 interface Side {
   name: 'bare' | 'moneta';
@@ -105,11 +97,16 @@ async function startSide(name: Side['name'], db_url: string, endpoint: string): 
   return { name, pid: child.pid!, child, url: url!, key: key! };
 }
 
-function options(side: Side, bench: PairedBench, connections: number, seconds: number): autocannon.Options {
+function requestHeaders(side: Side, bench: PairedBench): Record<string, string> {
   const headers: Record<string, string> = {
     'content-type': side.name === 'bare' ? 'application/json' : bench.content_type,
   };
   if (side.key !== 'none') headers.authorization = `Bearer ${side.key}`;
+  return headers;
+}
+
+function options(side: Side, bench: PairedBench, connections: number, seconds: number): autocannon.Options {
+  const headers = requestHeaders(side, bench);
   return {
     url: side.url,
     method: 'POST',
@@ -132,6 +129,23 @@ async function load(side: Side, bench: PairedBench): Promise<Round> {
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
   };
+}
+
+/**
+ * Statistics for the tables the warm-up filled. A fresh database has none, and each
+ * connection's cached plans were made when its tables held a few rows: a lookup by id then
+ * scans the whole table, on every call, as the table grows. In production autovacuum
+ * analyzes a growing table within a minute, which also replaces those plans; the benchmark
+ * does it at once so its rounds measure that steady state (both sides alike).
+ */
+async function analyze(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('ANALYZE');
+  } finally {
+    await client.end();
+  }
 }
 
 /** The process's peak resident set (VmHWM) in KiB, read before it is stopped; 0 if unknown. */
@@ -163,11 +177,12 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
     await startSide('moneta', db.url, bench.moneta_endpoint),
   ];
   const results: Record<Side['name'], Round[]> = { bare: [], moneta: [] };
-  const latency: LatencyRun[] = [];
+  const latency: OpenLoopResult[] = [];
   let peak_rss_mb = 0;
   try {
     // Warm up both (JIT, connection pools) before measuring.
     for (const side of sides) await autocannon(options(side, bench, 10, 2));
+    await analyze(db.url);
     for (let round = 1; round <= ROUNDS; round += 1) {
       for (const side of sides) {
         const r = await load(side, bench);
@@ -178,22 +193,19 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
       }
     }
     for (const rate of latencyRates(bench)) {
-      const result = await autocannon({
-        ...options(sides[1]!, bench, LATENCY_CONNECTIONS, SECONDS),
-        overallRate: rate,
+      const run = await openLoop({
+        origin: new URL(sides[1]!.url).origin,
+        path: new URL(sides[1]!.url).pathname,
+        headers: () => ({ ...requestHeaders(sides[1]!, bench), 'idempotency-key': randomUUID() }),
+        body: bench.body,
+        rate_per_s: rate,
+        seconds: SECONDS,
+        warmup_seconds: LATENCY_WARMUP_SECONDS,
+        max_connections: LATENCY_CONNECTIONS,
       });
-      const run: LatencyRun = {
-        target_rps: rate,
-        achieved_rps: result.requests.average,
-        p50_ms: result.latency.p50,
-        p99_ms: result.latency.p99,
-        max_ms: result.latency.max,
-        errors: result.errors + result.timeouts,
-        non2xx: result.non2xx,
-      };
       latency.push(run);
       console.log(
-        `at ${rate}/s: achieved ${run.achieved_rps.toFixed(0)}/s  p50 ${run.p50_ms} ms  p99 ${run.p99_ms} ms  max ${run.max_ms} ms  errors ${run.errors}  non-2xx ${run.non2xx}`,
+        `at ${rate}/s (open loop): answered ${run.achieved_rps.toFixed(0)}/s  p50 ${run.p50_ms.toFixed(1)} ms  p90 ${run.p90_ms.toFixed(1)} ms  p99 ${run.p99_ms.toFixed(1)} ms  max ${run.max_ms.toFixed(1)} ms  shed ${run.shed}  errors ${run.errors}  non-2xx ${run.non2xx}`,
       );
     }
     peak_rss_mb = Math.round(peakRssKb(sides[1]!.pid) / 1024);

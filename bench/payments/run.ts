@@ -4,10 +4,11 @@
  * process on this machine, over HTTP), the ledger and the outbox, against the bare-insert
  * route in the same run (see ../paired.ts).
  *
- * Then Moneta alone at fixed rates (250, 500 and 1,000 payments/s), for the latency there.
+ * Then Moneta alone at fixed rates (100, 250, 500 and 1,000 payments/s, open loop: see
+ * ../open-loop.ts), for the latency there.
  *
  *   npm run bench:payments             BENCH_ROUNDS=5 BENCH_SECONDS=10 BENCH_CONNECTIONS=50
- *                                      BENCH_LATENCY_RATES=250,500,1000
+ *                                      BENCH_LATENCY_RATES=100,250,500,1000
  */
 import { runPairedBench } from '../paired.ts';
 
@@ -19,5 +20,5 @@ await runPairedBench({
   title: 'moneta POST /v1/payment_intents (confirm, automatic capture, idempotent)',
   target_ratio: 0,
   // The latency target is p99 ≤ 50 ms at 1,000 payments/s; lower rates show the curve.
-  latency_rates: [250, 500, 1000],
+  latency_rates: [100, 250, 500, 1000],
 });

@@ -8,9 +8,10 @@
  * - throughput: a backlog of events committed to the outbox at once, fanned out to four
  *   endpoints on the receiver, drained; against plain POSTs of the same body to the same
  *   receiver with as many connections as the dispatcher may use (autocannon);
- * - latency: PaymentIntents created through the API at a fixed rate (500/s by default), each
- *   committing one event, delivered to one endpoint; the time from the event's creation in
- *   its transaction (`events.created_at`) to its arrival at the receiver.
+ * - latency: PaymentIntents created through the API at an evenly paced rate (500/s by
+ *   default, see ../open-loop.ts), each committing one event, delivered to one endpoint; the
+ *   time from the event's creation in its transaction (`events.created_at`) to its arrival at
+ *   the receiver.
  *
  *   npm run bench:webhooks     BENCH_RUNS=3 BENCH_BACKLOG=20000 BENCH_RATE=500 BENCH_SECONDS=10
  */
@@ -22,6 +23,7 @@ import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { benchDatabase, machine, median } from '../lib.ts';
+import { openLoop } from '../open-loop.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -171,16 +173,21 @@ async function bare(): Promise<number> {
 /** Intents created at RATE/s for SECONDS; commit-to-arrival of their events at one endpoint. */
 async function latency(): Promise<{ p50_ms: number; p99_ms: number; max_ms: number; events: number }> {
   const since = new Date();
-  const result = await autocannon({
-    url: intents_url,
-    method: 'POST',
-    connections: 20,
-    overallRate: RATE,
-    duration: SECONDS,
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' },
+  // Evenly paced (autocannon's rate limit sends each second's share in a burst).
+  const url = new URL(intents_url);
+  const result = await openLoop({
+    origin: url.origin,
+    path: url.pathname,
+    headers: () => ({ authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' }),
     body: 'amount=1000&currency=usd',
+    rate_per_s: RATE,
+    seconds: SECONDS,
+    warmup_seconds: 0,
+    max_connections: 20,
   });
-  if (result.non2xx > 0) throw new Error(`${result.non2xx} intents were refused`);
+  if (result.non2xx + result.errors + result.shed > 0) {
+    throw new Error(`${result.non2xx + result.errors + result.shed} intents were refused or not sent`);
+  }
   const { rows } = await pool.query(
     `SELECT id, (extract(epoch FROM created_at) * 1000)::float8 AS at_ms FROM events
       WHERE type = 'payment_intent.created' AND created_at >= $1`,
