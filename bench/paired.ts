@@ -15,6 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { type Classify, cpuSince, cpuSnapshot, descendsFrom, isBackendOf } from './cpu.ts';
 import { benchDatabase, machine, median } from './lib.ts';
 import { type OpenLoopResult, openLoop } from './open-loop.ts';
 
@@ -63,6 +64,8 @@ interface Round {
   p99_ms: number;
   errors: number;
   non2xx: number;
+  /** CPU per answered request, by party (server, postgres, simulator, load generator). */
+  cpu_ms_per_request: Record<string, number>;
 }
 
 async function startSide(name: Side['name'], db_url: string, endpoint: string): Promise<Side> {
@@ -120,15 +123,41 @@ function options(side: Side, bench: PairedBench, connections: number, seconds: n
   };
 }
 
-async function load(side: Side, bench: PairedBench): Promise<Round> {
+async function load(side: Side, bench: PairedBench, database: string): Promise<Round> {
+  // The database's backends serve both sides, but only the side under load keeps them busy.
+  const classify: Classify = (p, all) => {
+    if (p.pid === side.pid) return 'server';
+    if (p.pid === process.pid) return 'load generator';
+    if (isBackendOf(p, database)) return 'postgres';
+    if (p.cmdline.includes('acquirer-sim') && descendsFrom(p.pid, side.pid, all)) return 'simulator';
+    return null;
+  };
+  const before = cpuSnapshot(classify);
   const result = await autocannon(options(side, bench, CONNECTIONS, SECONDS));
+  const cpu = cpuSince(before, cpuSnapshot(classify));
+  const answered = Math.max(1, result.requests.total);
   return {
     rps: result.requests.average,
     p50_ms: result.latency.p50,
     p99_ms: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    cpu_ms_per_request: Object.fromEntries(Object.entries(cpu).map(([party, ms]) => [party, ms / answered])),
   };
+}
+
+/** Each party's median over the rounds. */
+function medianCpu(rounds: readonly Round[]): Record<string, number> {
+  const parties = new Set(rounds.flatMap((r) => Object.keys(r.cpu_ms_per_request)));
+  return Object.fromEntries(
+    [...parties].map((p) => [p, median(rounds.map((r) => r.cpu_ms_per_request[p] ?? 0))]),
+  );
+}
+
+function formatCpu(cpu: Record<string, number>): string {
+  return Object.entries(cpu)
+    .map(([party, ms]) => `${party} ${ms.toFixed(2)}`)
+    .join(', ');
 }
 
 /**
@@ -185,10 +214,10 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
     await analyze(db.url);
     for (let round = 1; round <= ROUNDS; round += 1) {
       for (const side of sides) {
-        const r = await load(side, bench);
+        const r = await load(side, bench, new URL(db.url).pathname.slice(1));
         results[side.name].push(r);
         console.log(
-          `round ${round} ${side.name.padEnd(6)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms  errors ${r.errors}  non-2xx ${r.non2xx}`,
+          `round ${round} ${side.name.padEnd(6)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms  errors ${r.errors}  non-2xx ${r.non2xx}  CPU ms/request: ${formatCpu(r.cpu_ms_per_request)}`,
         );
       }
     }
@@ -232,6 +261,8 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
     round_ratios,
     median_round_ratio: median(round_ratios),
     latency_at_fixed_rates: latency,
+    bare_median_cpu_ms_per_request: medianCpu(results.bare),
+    moneta_median_cpu_ms_per_request: medianCpu(results.moneta),
   };
   summary.ratio = summary.moneta_median_rps / summary.bare_median_rps;
   console.log('');
@@ -247,6 +278,8 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
   console.log(
     `per-round ratios: ${round_ratios.map((r) => r.toFixed(2)).join(' ')}; median ${summary.median_round_ratio.toFixed(2)}`,
   );
+  console.log(`CPU ms per request (medians): bare ${formatCpu(summary.bare_median_cpu_ms_per_request)}`);
+  console.log(`                              moneta ${formatCpu(summary.moneta_median_cpu_ms_per_request)}`);
   await writeFile(
     path.join(HERE, `results/${bench.name}-latest.json`),
     `${JSON.stringify(summary, null, 2)}\n`,
