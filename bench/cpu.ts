@@ -75,6 +75,20 @@ export function cpuSince(
   return out;
 }
 
+/**
+ * CPU ms the processes `pids` have used so far; null if one of them cannot be read (it
+ * ended, or it runs on another machine, as a PostgreSQL reached through DATABASE_URL may).
+ */
+export function cpuMsOf(pids: readonly number[]): number | null {
+  let ms = 0;
+  for (const pid of pids) {
+    const stat = readStat(pid);
+    if (stat === null) return null;
+    ms += stat.cpu_ms;
+  }
+  return ms;
+}
+
 /** Whether `pid` descends from `ancestor`. */
 export function descendsFrom(pid: number, ancestor: number, all: ReadonlyMap<number, ProcStat>): boolean {
   // Bounded: a process tree on one machine is far shallower than this.

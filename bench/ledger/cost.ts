@@ -9,7 +9,6 @@
  *
  *   npm run bench:ledger-cost      BENCH_RUNS=3 BENCH_BATCHES=1000
  */
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +16,9 @@ import { migrate } from '../../packages/server/src/db/migrate.ts';
 import { createPool, type Pool } from '../../packages/server/src/db/pool.ts';
 import { DEFAULT_LEDGER_OPTIONS, Ledger, ledgerId } from '../../packages/server/src/ledger/index.ts';
 import { accountInput, transferInput } from '../../packages/server/test/ledger-fixtures.ts';
+import { cpuMsOf } from '../cpu.ts';
 import { benchDatabase, machine, median } from '../lib.ts';
+import { randomPair } from './pairs.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -25,30 +26,19 @@ const BATCHES = Number(process.env.BENCH_BATCHES ?? 1_000);
 const SIZES = [1, 10, 20, 50, 100] as const;
 const ACCOUNTS = 1_000;
 const APP = 'bench-ledger-cost';
-/** /proc times are in USER_HZ ticks, 100 a second on Linux whatever the kernel's own HZ. */
-const US_PER_TICK = 10_000;
-
 /** CPU time (µs) the pool's backends have used so far. */
 async function backendCpuUs(pool: Pool): Promise<number> {
   const { rows } = await pool.query(
     'SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()',
     [APP],
   );
-  let ticks = 0;
-  for (const { pid } of rows) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    } catch {
-      throw new Error(
-        'bench:ledger-cost reads the backends in /proc: run it with PostgreSQL on this machine (unset DATABASE_URL for the embedded one)',
-      );
-    }
-    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]);
+  const ms = cpuMsOf(rows.map((r) => r.pid as number));
+  if (ms === null) {
+    throw new Error(
+      'bench:ledger-cost reads the backends in /proc: run it with PostgreSQL on this machine (unset DATABASE_URL for the embedded one)',
+    );
   }
-  return ticks * US_PER_TICK;
+  return ms * 1000;
 }
 
 /** Backend CPU (µs) per call of `step`, over BATCHES calls made one after the other. */
@@ -72,13 +62,7 @@ async function main() {
     if ((await ledger.createAccounts(ids.map((id) => accountInput(0, { id })))).some((r) => r !== 'ok')) {
       throw new Error('account setup failed');
     }
-    const pick = () => ids[Math.floor(Math.random() * ACCOUNTS)]!;
-    const pair = (): [string, string] => {
-      const a = pick();
-      let b = pick();
-      while (b === a) b = pick();
-      return [a, b];
-    };
+    const pair = () => randomPair(ids);
     for (let run = 1; run <= RUNS; run += 1) {
       baseline_runs.push(
         await perCall(pool, async () => {

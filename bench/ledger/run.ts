@@ -23,6 +23,7 @@ import {
 } from '../../packages/server/src/ledger/index.ts';
 import { accountInput, transferInput } from '../../packages/server/test/ledger-fixtures.ts';
 import { benchDatabase, machine, median } from '../lib.ts';
+import { randomPair } from './pairs.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -94,12 +95,7 @@ async function main() {
     const hot = ids[ACCOUNTS]!;
     const spread = ids.slice(0, ACCOUNTS);
     const pick = () => spread[Math.floor(Math.random() * ACCOUNTS)]!;
-    const pair = (): [string, string] => {
-      const a = pick();
-      let b = pick();
-      while (b === a) b = pick();
-      return [a, b];
-    };
+    const pair = () => randomPair(spread);
     for (let run = 1; run <= RUNS; run += 1) {
       const skip = async () => Number.NaN;
       const baseline = !ONLY.has('baseline')
