@@ -5,7 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** /proc times are in USER_HZ ticks, 100 a second on Linux whatever the kernel's own HZ. */
+/** /proc/PID/stat times are in USER_HZ ticks, 100 a second on Linux whatever the kernel's own HZ. */
 const MS_PER_TICK = 10;
 
 interface ProcStat {
@@ -15,18 +15,30 @@ interface ProcStat {
   cmdline: string;
 }
 
+/**
+ * CPU ms of all the process's threads: from /proc/PID/task/TID/schedstat (nanoseconds) where
+ * the kernel keeps it, else from /proc/PID/stat, whose 10 ms ticks are too coarse for a
+ * statement's cost.
+ */
+function cpuMs(pid: number, stat_fields: readonly string[]): number {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    }
+    return ns / 1e6;
+  } catch {
+    return (Number(stat_fields[11]) + Number(stat_fields[12])) * MS_PER_TICK;
+  }
+}
+
 function readStat(pid: number): ProcStat | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command's closing parenthesis: state is the 1st, ppid the 2nd, utime and stime the 12th and 13th.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-    return {
-      pid,
-      ppid: Number(fields[1]),
-      cpu_ms: (Number(fields[11]) + Number(fields[12])) * MS_PER_TICK,
-      cmdline,
-    };
+    return { pid, ppid: Number(fields[1]), cpu_ms: cpuMs(pid, fields), cmdline };
   } catch {
     return null; // gone meanwhile
   }
@@ -75,18 +87,14 @@ export function cpuSince(
   return out;
 }
 
-/**
- * CPU ms the processes `pids` have used so far; null if one of them cannot be read (it
- * ended, or it runs on another machine, as a PostgreSQL reached through DATABASE_URL may).
- */
-export function cpuMsOf(pids: readonly number[]): number | null {
-  let ms = 0;
+/** CPU ms each of `pids` has used so far; a process that ended (or is not on this machine) is left out. */
+export function cpuMsByPid(pids: readonly number[]): Map<number, number> {
+  const out = new Map<number, number>();
   for (const pid of pids) {
     const stat = readStat(pid);
-    if (stat === null) return null;
-    ms += stat.cpu_ms;
+    if (stat !== null) out.set(pid, stat.cpu_ms);
   }
-  return ms;
+  return out;
 }
 
 /** Whether `pid` descends from `ancestor`. */

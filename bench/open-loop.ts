@@ -33,10 +33,16 @@ export interface OpenLoopOptions {
 export interface OpenLoopResult {
   target_rps: number;
   achieved_rps: number;
-  /** Requests that were due but never sent: more than MAX_OUTSTANDING were already waiting. */
+  /**
+   * Requests that were due but never sent: more than MAX_OUTSTANDING were already waiting.
+   * The percentiles below are of the requests sent, so once any are shed they flatter the
+   * server, which could not keep up with the rate at all.
+   */
   shed: number;
   errors: number;
   non2xx: number;
+  /** Every answer, the warm-up's too: what the run's CPU time divides into. */
+  answered_with_warmup: number;
   p50_ms: number;
   p90_ms: number;
   p99_ms: number;
@@ -61,28 +67,39 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   const warmup = Math.floor(opts.rate_per_s * opts.warmup_seconds);
   const total = warmup + Math.floor(opts.rate_per_s * opts.seconds);
   let outstanding = 0;
+  /** Of those, the measured ones (warm-up requests are neither counted nor timed). */
+  let recorded_outstanding = 0;
   let completed = 0;
   let shed = 0;
   let errors = 0;
   let non2xx = 0;
+  let last_answer_ms = 0;
+  let answered_with_warmup = 0;
+  /** Set once the run gives up on what is still outstanding: those count as errors once, here. */
+  let closing = false;
   const inflight = new Set<Promise<void>>();
 
   const send = (due_ms: number, recorded: boolean) => {
     outstanding += 1;
-    const p = pool
+    if (recorded) recorded_outstanding += 1;
+    const p: Promise<void> = pool
       .request({ path: opts.path, method: 'POST', headers: opts.headers(), body: opts.body })
       .then(async (res) => {
         await res.body.dump();
+        if (closing) return;
+        answered_with_warmup += 1;
         if (!recorded) return;
         if (res.statusCode < 200 || res.statusCode > 299) non2xx += 1;
-        histogram.recordValue(Math.max(1, Math.round((performance.now() - due_ms) * 1000)));
+        last_answer_ms = performance.now();
+        histogram.recordValue(Math.max(1, Math.round((last_answer_ms - due_ms) * 1000)));
         completed += 1;
       })
       .catch(() => {
-        if (recorded) errors += 1;
+        if (recorded && !closing) errors += 1;
       })
       .finally(() => {
         outstanding -= 1;
+        if (recorded) recorded_outstanding -= 1;
         inflight.delete(p);
       });
     inflight.add(p);
@@ -107,17 +124,21 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
     sleep(DRAIN_TIMEOUT_MS, undefined, { signal: drain.signal }).catch(() => undefined),
   ]);
   drain.abort(); // the timer must not hold the process for its full length
-  errors += outstanding; // never answered within the drain timeout
+  closing = true;
+  errors += recorded_outstanding; // never answered within the drain timeout
   await pool.destroy();
   const ms = (q: number) => histogram.getValueAtPercentile(q) / 1000;
   const result: OpenLoopResult = {
     target_rps: opts.rate_per_s,
-    // Answers per second from the first due time to the last answer: a server that cannot
-    // keep up answers fewer than were due, and its backlog's drain counts in the time.
-    achieved_rps: completed / ((performance.now() - start_ms) / 1000 - opts.warmup_seconds),
+    // Measured answers per second, from the first measured request's due time to the last
+    // answer: a server that cannot keep up answers fewer than were due, and the drain of its
+    // backlog counts in the time.
+    achieved_rps:
+      completed === 0 ? 0 : completed / ((last_answer_ms - (start_ms + warmup * interval_ms)) / 1000),
     shed,
     errors,
     non2xx,
+    answered_with_warmup,
     p50_ms: ms(50),
     p90_ms: ms(90),
     p99_ms: ms(99),

@@ -123,26 +123,35 @@ function options(side: Side, bench: PairedBench, connections: number, seconds: n
   };
 }
 
-async function load(side: Side, bench: PairedBench, database: string): Promise<Round> {
+/** The parties whose CPU a round of `side` counts. */
+function parties(side: Side, database: string): Classify {
   // The database's backends serve both sides, but only the side under load keeps them busy.
-  const classify: Classify = (p, all) => {
+  return (p, all) => {
     if (p.pid === side.pid) return 'server';
     if (p.pid === process.pid) return 'load generator';
-    if (isBackendOf(p, database)) return 'postgres';
+    if (isBackendOf(p, database)) return 'postgres backends';
     if (p.cmdline.includes('acquirer-sim') && descendsFrom(p.pid, side.pid, all)) return 'simulator';
     return null;
   };
+}
+
+/** Each party's CPU ms per answered request. */
+function perRequest(cpu: Record<string, number>, answered: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(cpu).map(([party, ms]) => [party, ms / Math.max(1, answered)]));
+}
+
+async function load(side: Side, bench: PairedBench, database: string): Promise<Round> {
+  const classify = parties(side, database);
   const before = cpuSnapshot(classify);
   const result = await autocannon(options(side, bench, CONNECTIONS, SECONDS));
   const cpu = cpuSince(before, cpuSnapshot(classify));
-  const answered = Math.max(1, result.requests.total);
   return {
     rps: result.requests.average,
     p50_ms: result.latency.p50,
     p99_ms: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
-    cpu_ms_per_request: Object.fromEntries(Object.entries(cpu).map(([party, ms]) => [party, ms / answered])),
+    cpu_ms_per_request: perRequest(cpu, result.requests.total),
   };
 }
 
@@ -201,12 +210,13 @@ function latencyRates(bench: PairedBench): number[] {
 
 export async function runPairedBench(bench: PairedBench): Promise<void> {
   const db = await benchDatabase(`moneta-bench-${bench.name}`);
+  const database = new URL(db.url).pathname.slice(1);
   const sides = [
     await startSide('bare', db.url, bench.moneta_endpoint),
     await startSide('moneta', db.url, bench.moneta_endpoint),
   ];
   const results: Record<Side['name'], Round[]> = { bare: [], moneta: [] };
-  const latency: OpenLoopResult[] = [];
+  const latency: (OpenLoopResult & { cpu_ms_per_request: Record<string, number> })[] = [];
   let peak_rss_mb = 0;
   try {
     // Warm up both (JIT, connection pools) before measuring.
@@ -214,7 +224,7 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
     await analyze(db.url);
     for (let round = 1; round <= ROUNDS; round += 1) {
       for (const side of sides) {
-        const r = await load(side, bench, new URL(db.url).pathname.slice(1));
+        const r = await load(side, bench, database);
         results[side.name].push(r);
         console.log(
           `round ${round} ${side.name.padEnd(6)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms  errors ${r.errors}  non-2xx ${r.non2xx}  CPU ms/request: ${formatCpu(r.cpu_ms_per_request)}`,
@@ -222,7 +232,9 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
       }
     }
     for (const rate of latencyRates(bench)) {
-      const run = await openLoop({
+      const classify = parties(sides[1]!, database);
+      const before = cpuSnapshot(classify);
+      const open = await openLoop({
         origin: new URL(sides[1]!.url).origin,
         path: new URL(sides[1]!.url).pathname,
         headers: () => ({ ...requestHeaders(sides[1]!, bench), 'idempotency-key': randomUUID() }),
@@ -232,9 +244,11 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
         warmup_seconds: LATENCY_WARMUP_SECONDS,
         max_connections: LATENCY_CONNECTIONS,
       });
+      const cpu = perRequest(cpuSince(before, cpuSnapshot(classify)), open.answered_with_warmup);
+      const run = { ...open, cpu_ms_per_request: cpu };
       latency.push(run);
       console.log(
-        `at ${rate}/s (open loop): answered ${run.achieved_rps.toFixed(0)}/s  p50 ${run.p50_ms.toFixed(1)} ms  p90 ${run.p90_ms.toFixed(1)} ms  p99 ${run.p99_ms.toFixed(1)} ms  max ${run.max_ms.toFixed(1)} ms  shed ${run.shed}  errors ${run.errors}  non-2xx ${run.non2xx}`,
+        `at ${rate}/s (open loop): answered ${run.achieved_rps.toFixed(0)}/s  ${run.shed > 0 ? 'of those sent: ' : ''}p50 ${run.p50_ms.toFixed(1)} ms  p90 ${run.p90_ms.toFixed(1)} ms  p99 ${run.p99_ms.toFixed(1)} ms  max ${run.max_ms.toFixed(1)} ms  shed ${run.shed}  errors ${run.errors}  non-2xx ${run.non2xx}  CPU ms/request: ${formatCpu(cpu)}`,
       );
     }
     peak_rss_mb = Math.round(peakRssKb(sides[1]!.pid) / 1024);

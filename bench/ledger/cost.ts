@@ -1,11 +1,11 @@
 /**
  * What one batch of single transfers costs PostgreSQL: one caller sends batches of k
  * transfers one after the other (nothing overlaps), and the CPU time of the pool's backends
- * (read from /proc, so PostgreSQL must run on this machine: embedded unless DATABASE_URL is
- * set) is divided by the batches. The baseline, measured the same way in the same run, is a
- * single-row INSERT commit. A line through k = 10 and k = 100 splits a batch's cost into a
- * part per transfer and a part per batch, which is what bounds the single-transfer rate (see
- * docs/ledger.md).
+ * (read from /proc in nanoseconds, so PostgreSQL must run on this machine: embedded unless
+ * DATABASE_URL is set) is divided by the batches. The baseline, measured the same way in
+ * the same run, is a single-row INSERT commit. A line through k = 10 and k = 100 splits a
+ * batch's cost into a part per transfer and a part per batch, which is what bounds the
+ * single-transfer rate (see docs/ledger.md).
  *
  *   npm run bench:ledger-cost      BENCH_RUNS=3 BENCH_BATCHES=1000
  */
@@ -16,7 +16,7 @@ import { migrate } from '../../packages/server/src/db/migrate.ts';
 import { createPool, type Pool } from '../../packages/server/src/db/pool.ts';
 import { DEFAULT_LEDGER_OPTIONS, Ledger, ledgerId } from '../../packages/server/src/ledger/index.ts';
 import { accountInput, transferInput } from '../../packages/server/test/ledger-fixtures.ts';
-import { cpuMsOf } from '../cpu.ts';
+import { cpuMsByPid } from '../cpu.ts';
 import { benchDatabase, machine, median } from '../lib.ts';
 import { randomPair } from './pairs.ts';
 
@@ -26,26 +26,33 @@ const BATCHES = Number(process.env.BENCH_BATCHES ?? 1_000);
 const SIZES = [1, 10, 20, 50, 100] as const;
 const ACCOUNTS = 1_000;
 const APP = 'bench-ledger-cost';
-/** CPU time (µs) the pool's backends have used so far. */
-async function backendCpuUs(pool: Pool): Promise<number> {
+
+/** CPU time (µs) each of the pool's backends has used so far, by process id. */
+async function backendCpuUs(pool: Pool): Promise<Map<number, number>> {
   const { rows } = await pool.query(
     'SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()',
     [APP],
   );
-  const ms = cpuMsOf(rows.map((r) => r.pid as number));
-  if (ms === null) {
+  const by_pid = cpuMsByPid(rows.map((r) => r.pid as number));
+  if (by_pid.size === 0) {
     throw new Error(
       'bench:ledger-cost reads the backends in /proc: run it with PostgreSQL on this machine (unset DATABASE_URL for the embedded one)',
     );
   }
-  return ms * 1000;
+  return new Map([...by_pid].map(([pid, ms]) => [pid, ms * 1000]));
 }
 
-/** Backend CPU (µs) per call of `step`, over BATCHES calls made one after the other. */
+/**
+ * Backend CPU (µs) per call of `step`, over BATCHES calls made one after the other. Compared
+ * process by process: a connection opened in between counts from its start; one closed in
+ * between is lost (the pool keeps its few connections for longer than a measure takes).
+ */
 async function perCall(pool: Pool, step: () => Promise<void>): Promise<number> {
   const before = await backendCpuUs(pool);
   for (let i = 0; i < BATCHES; i += 1) await step();
-  return ((await backendCpuUs(pool)) - before) / BATCHES;
+  let us = 0;
+  for (const [pid, after_us] of await backendCpuUs(pool)) us += after_us - (before.get(pid) ?? 0);
+  return us / BATCHES;
 }
 
 async function main() {
