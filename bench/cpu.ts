@@ -87,16 +87,6 @@ export function cpuSince(
   return out;
 }
 
-/** CPU ms each of `pids` has used so far; a process that ended (or is not on this machine) is left out. */
-export function cpuMsByPid(pids: readonly number[]): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const pid of pids) {
-    const stat = readStat(pid);
-    if (stat !== null) out.set(pid, stat.cpu_ms);
-  }
-  return out;
-}
-
 /** Whether `pid` descends from `ancestor`. */
 export function descendsFrom(pid: number, ancestor: number, all: ReadonlyMap<number, ProcStat>): boolean {
   // Bounded: a process tree on one machine is far shallower than this.

@@ -66,7 +66,8 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   const interval_ms = 1000 / opts.rate_per_s;
   const warmup = Math.floor(opts.rate_per_s * opts.warmup_seconds);
   const total = warmup + Math.floor(opts.rate_per_s * opts.seconds);
-  let outstanding = 0;
+  /** Requests sent and not answered yet. */
+  const inflight = new Set<Promise<void>>();
   /** Of those, the measured ones (warm-up requests are neither counted nor timed). */
   let recorded_outstanding = 0;
   let completed = 0;
@@ -77,10 +78,8 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   let answered_with_warmup = 0;
   /** Set once the run gives up on what is still outstanding: those count as errors once, here. */
   let closing = false;
-  const inflight = new Set<Promise<void>>();
 
   const send = (due_ms: number, recorded: boolean) => {
-    outstanding += 1;
     if (recorded) recorded_outstanding += 1;
     const p: Promise<void> = pool
       .request({ path: opts.path, method: 'POST', headers: opts.headers(), body: opts.body })
@@ -98,7 +97,6 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
         if (recorded && !closing) errors += 1;
       })
       .finally(() => {
-        outstanding -= 1;
         if (recorded) recorded_outstanding -= 1;
         inflight.delete(p);
       });
@@ -111,7 +109,7 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   while (next < total) {
     const due_now = Math.min(total, Math.floor((performance.now() - start_ms) / interval_ms) + 1);
     for (; next < due_now; next += 1) {
-      if (outstanding >= MAX_OUTSTANDING) shed += next >= warmup ? 1 : 0;
+      if (inflight.size >= MAX_OUTSTANDING) shed += next >= warmup ? 1 : 0;
       else send(start_ms + next * interval_ms, next >= warmup);
     }
     // Until the next request is due: a late timer delays it, and that delay counts in its latency.

@@ -14,7 +14,6 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import pg from 'pg';
 import { type Classify, cpuSince, cpuSnapshot, descendsFrom, isBackendOf } from './cpu.ts';
 import { benchDatabase, machine, median } from './lib.ts';
 import { type OpenLoopResult, openLoop } from './open-loop.ts';
@@ -135,23 +134,35 @@ function parties(side: Side, database: string): Classify {
   };
 }
 
-/** Each party's CPU ms per answered request. */
-function perRequest(cpu: Record<string, number>, answered: number): Record<string, number> {
-  return Object.fromEntries(Object.entries(cpu).map(([party, ms]) => [party, ms / Math.max(1, answered)]));
+/** Runs `work` and returns it with each party's CPU ms per request it answered. */
+async function withCpu<T>(
+  classify: Classify,
+  work: () => Promise<T>,
+  answered: (result: T) => number,
+): Promise<{ result: T; cpu_ms_per_request: Record<string, number> }> {
+  const before = cpuSnapshot(classify);
+  const result = await work();
+  const per = Math.max(1, answered(result));
+  const cpu = cpuSince(before, cpuSnapshot(classify));
+  return {
+    result,
+    cpu_ms_per_request: Object.fromEntries(Object.entries(cpu).map(([party, ms]) => [party, ms / per])),
+  };
 }
 
 async function load(side: Side, bench: PairedBench, database: string): Promise<Round> {
-  const classify = parties(side, database);
-  const before = cpuSnapshot(classify);
-  const result = await autocannon(options(side, bench, CONNECTIONS, SECONDS));
-  const cpu = cpuSince(before, cpuSnapshot(classify));
+  const { result, cpu_ms_per_request } = await withCpu(
+    parties(side, database),
+    () => autocannon(options(side, bench, CONNECTIONS, SECONDS)),
+    (r) => r.requests.total,
+  );
   return {
     rps: result.requests.average,
     p50_ms: result.latency.p50,
     p99_ms: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
-    cpu_ms_per_request: perRequest(cpu, result.requests.total),
+    cpu_ms_per_request,
   };
 }
 
@@ -167,23 +178,6 @@ function formatCpu(cpu: Record<string, number>): string {
   return Object.entries(cpu)
     .map(([party, ms]) => `${party} ${ms.toFixed(2)}`)
     .join(', ');
-}
-
-/**
- * Statistics for the tables the warm-up filled. A fresh database has none, and each
- * connection's cached plans were made when its tables held a few rows: a lookup by id then
- * scans the whole table, on every call, as the table grows. In production autovacuum
- * analyzes a growing table within a minute, which also replaces those plans; the benchmark
- * does it at once so its rounds measure that steady state (both sides alike).
- */
-async function analyze(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query('ANALYZE');
-  } finally {
-    await client.end();
-  }
 }
 
 /** The process's peak resident set (VmHWM) in KiB, read before it is stopped; 0 if unknown. */
@@ -221,7 +215,6 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
   try {
     // Warm up both (JIT, connection pools) before measuring.
     for (const side of sides) await autocannon(options(side, bench, 10, 2));
-    await analyze(db.url);
     for (let round = 1; round <= ROUNDS; round += 1) {
       for (const side of sides) {
         const r = await load(side, bench, database);
@@ -232,23 +225,25 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
       }
     }
     for (const rate of latencyRates(bench)) {
-      const classify = parties(sides[1]!, database);
-      const before = cpuSnapshot(classify);
-      const open = await openLoop({
-        origin: new URL(sides[1]!.url).origin,
-        path: new URL(sides[1]!.url).pathname,
-        headers: () => ({ ...requestHeaders(sides[1]!, bench), 'idempotency-key': randomUUID() }),
-        body: bench.body,
-        rate_per_s: rate,
-        seconds: SECONDS,
-        warmup_seconds: LATENCY_WARMUP_SECONDS,
-        max_connections: LATENCY_CONNECTIONS,
-      });
-      const cpu = perRequest(cpuSince(before, cpuSnapshot(classify)), open.answered_with_warmup);
-      const run = { ...open, cpu_ms_per_request: cpu };
+      const { result, cpu_ms_per_request } = await withCpu(
+        parties(sides[1]!, database),
+        () =>
+          openLoop({
+            origin: new URL(sides[1]!.url).origin,
+            path: new URL(sides[1]!.url).pathname,
+            headers: () => ({ ...requestHeaders(sides[1]!, bench), 'idempotency-key': randomUUID() }),
+            body: bench.body,
+            rate_per_s: rate,
+            seconds: SECONDS,
+            warmup_seconds: LATENCY_WARMUP_SECONDS,
+            max_connections: LATENCY_CONNECTIONS,
+          }),
+        (r) => r.answered_with_warmup,
+      );
+      const run = { ...result, cpu_ms_per_request };
       latency.push(run);
       console.log(
-        `at ${rate}/s (open loop): answered ${run.achieved_rps.toFixed(0)}/s  ${run.shed > 0 ? 'of those sent: ' : ''}p50 ${run.p50_ms.toFixed(1)} ms  p90 ${run.p90_ms.toFixed(1)} ms  p99 ${run.p99_ms.toFixed(1)} ms  max ${run.max_ms.toFixed(1)} ms  shed ${run.shed}  errors ${run.errors}  non-2xx ${run.non2xx}  CPU ms/request: ${formatCpu(cpu)}`,
+        `at ${rate}/s (open loop): answered ${run.achieved_rps.toFixed(0)}/s  ${run.shed > 0 ? 'of those sent: ' : ''}p50 ${run.p50_ms.toFixed(1)} ms  p90 ${run.p90_ms.toFixed(1)} ms  p99 ${run.p99_ms.toFixed(1)} ms  max ${run.max_ms.toFixed(1)} ms  shed ${run.shed}  errors ${run.errors}  non-2xx ${run.non2xx}  CPU ms/request: ${formatCpu(cpu_ms_per_request)}`,
       );
     }
     peak_rss_mb = Math.round(peakRssKb(sides[1]!.pid) / 1024);

@@ -16,7 +16,7 @@ import { migrate } from '../../packages/server/src/db/migrate.ts';
 import { createPool, type Pool } from '../../packages/server/src/db/pool.ts';
 import { DEFAULT_LEDGER_OPTIONS, Ledger, ledgerId } from '../../packages/server/src/ledger/index.ts';
 import { accountInput, transferInput } from '../../packages/server/test/ledger-fixtures.ts';
-import { cpuMsByPid } from '../cpu.ts';
+import { type Classify, cpuSince, cpuSnapshot } from '../cpu.ts';
 import { benchDatabase, machine, median } from '../lib.ts';
 import { randomPair } from './pairs.ts';
 
@@ -27,32 +27,31 @@ const SIZES = [1, 10, 20, 50, 100] as const;
 const ACCOUNTS = 1_000;
 const APP = 'bench-ledger-cost';
 
-/** CPU time (µs) each of the pool's backends has used so far, by process id. */
-async function backendCpuUs(pool: Pool): Promise<Map<number, number>> {
+/** The pool's backends, as a party for bench/cpu.ts. */
+async function backends(pool: Pool): Promise<Classify> {
   const { rows } = await pool.query(
     'SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()',
     [APP],
   );
-  const by_pid = cpuMsByPid(rows.map((r) => r.pid as number));
-  if (by_pid.size === 0) {
+  const pids = new Set(rows.map((r) => r.pid as number));
+  return (p) => (pids.has(p.pid) ? 'backends' : null);
+}
+
+/**
+ * Backend CPU (µs) per call of `step`, over BATCHES calls made one after the other. A
+ * connection opened in between counts from its start; one closed in between is lost (the
+ * pool keeps its few connections for longer than a measure takes).
+ */
+async function perCall(pool: Pool, step: () => Promise<void>): Promise<number> {
+  const before = cpuSnapshot(await backends(pool));
+  for (let i = 0; i < BATCHES; i += 1) await step();
+  const after = cpuSnapshot(await backends(pool));
+  if (!after.has('backends')) {
     throw new Error(
       'bench:ledger-cost reads the backends in /proc: run it with PostgreSQL on this machine (unset DATABASE_URL for the embedded one)',
     );
   }
-  return new Map([...by_pid].map(([pid, ms]) => [pid, ms * 1000]));
-}
-
-/**
- * Backend CPU (µs) per call of `step`, over BATCHES calls made one after the other. Compared
- * process by process: a connection opened in between counts from its start; one closed in
- * between is lost (the pool keeps its few connections for longer than a measure takes).
- */
-async function perCall(pool: Pool, step: () => Promise<void>): Promise<number> {
-  const before = await backendCpuUs(pool);
-  for (let i = 0; i < BATCHES; i += 1) await step();
-  let us = 0;
-  for (const [pid, after_us] of await backendCpuUs(pool)) us += after_us - (before.get(pid) ?? 0);
-  return us / BATCHES;
+  return ((cpuSince(before, after).backends ?? 0) * 1000) / BATCHES;
 }
 
 async function main() {

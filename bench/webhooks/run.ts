@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { loadConfig } from '../../packages/server/src/config/index.ts';
 import { benchDatabase, machine, median } from '../lib.ts';
 import { openLoop } from '../open-loop.ts';
 
@@ -31,8 +32,8 @@ const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 20_000);
 const RATE = Number(process.env.BENCH_RATE ?? 500);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ENDPOINTS = 4;
-/** The dispatcher's default per-endpoint concurrency (DispatcherOptions.per_endpoint). */
-const PER_ENDPOINT = 16;
+/** The dispatcher's per-endpoint concurrency: MONETA_WEBHOOK_CONCURRENCY's default, as the benchmark's Moneta runs. */
+const PER_ENDPOINT = loadConfig({}).webhook_concurrency;
 
 /**
  * The receiver: answers 200 at once and notes when each event arrived. It runs in a worker
