@@ -49,10 +49,16 @@ export const MAX_ENABLED_EVENTS = 256;
 /** Endpoints per merchant and mode (Stripe's limit): bounds every event's fan-out. */
 export const MAX_ENDPOINTS = 16;
 
-/** Refuses a new endpoint beyond MAX_ENDPOINTS (400). */
+/**
+ * Refuses a new endpoint beyond MAX_ENDPOINTS (400). Run in the creating transaction: the
+ * merchant's row stays locked until it commits, so two creations at once cannot both see
+ * room for one.
+ */
 export async function checkEndpointRoom(db: Queryable, scope: Scope): Promise<void> {
   const { rows } = await db.query(
-    'SELECT count(*)::int AS n FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2 AND deleted_at IS NULL',
+    `WITH merchant AS (SELECT id FROM merchants WHERE id = $1 FOR UPDATE)
+     SELECT count(*)::int AS n FROM webhook_endpoints
+      WHERE merchant_id = (SELECT id FROM merchant) AND livemode = $2 AND deleted_at IS NULL`,
     [scope.merchant_id, scope.livemode],
   );
   if (rows[0].n >= MAX_ENDPOINTS) {

@@ -585,6 +585,26 @@ describe('limits', () => {
     });
     expect([over.status, over.body.error.code]).toEqual([400, 'webhook_endpoints_limit']);
   });
+
+  it('creations at once never pass the limit together', async () => {
+    const { merchant, test } = await createMerchant(t.pool, { name: 'Racing endpoints' });
+    const create = (i: number) =>
+      call(t.url, 'POST', '/v1/webhook_endpoints', {
+        key: test.secret_key,
+        form: `url=${encodeURIComponent(`${receiver.url}/race/${i}`)}&enabled_events[]=*`,
+      });
+    for (let i = 0; i < 14; i += 1) expect((await create(i)).status).toBe(200);
+    const racing = await Promise.all(Array.from({ length: 10 }, (_, i) => create(100 + i)));
+    expect(racing.filter((r) => r.status === 200)).toHaveLength(2);
+    expect(racing.filter((r) => r.status === 400).map((r) => r.body.error.code)).toEqual(
+      Array(8).fill('webhook_endpoints_limit'),
+    );
+    const { rows } = await t.pool.query(
+      'SELECT count(*)::int AS n FROM webhook_endpoints WHERE merchant_id = $1 AND deleted_at IS NULL',
+      [merchant.id],
+    );
+    expect(rows[0].n).toBe(16);
+  });
 });
 
 describe('SSRF guard', () => {
