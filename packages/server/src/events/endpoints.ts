@@ -52,13 +52,14 @@ export const MAX_ENDPOINTS = 16;
 /**
  * Refuses a new endpoint beyond MAX_ENDPOINTS (400). Run in the creating transaction: the
  * merchant's row stays locked until it commits, so two creations at once cannot both see
- * room for one.
+ * room for one. The count is a statement of its own, after the lock: a statement's snapshot
+ * is taken when it starts, and one taken before the wait would miss the endpoint the other
+ * creation just committed.
  */
 export async function checkEndpointRoom(db: Queryable, scope: Scope): Promise<void> {
+  await db.query('SELECT 1 FROM merchants WHERE id = $1 FOR UPDATE', [scope.merchant_id]);
   const { rows } = await db.query(
-    `WITH merchant AS (SELECT id FROM merchants WHERE id = $1 FOR UPDATE)
-     SELECT count(*)::int AS n FROM webhook_endpoints
-      WHERE merchant_id = (SELECT id FROM merchant) AND livemode = $2 AND deleted_at IS NULL`,
+    'SELECT count(*)::int AS n FROM webhook_endpoints WHERE merchant_id = $1 AND livemode = $2 AND deleted_at IS NULL',
     [scope.merchant_id, scope.livemode],
   );
   if (rows[0].n >= MAX_ENDPOINTS) {
