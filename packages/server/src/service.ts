@@ -145,6 +145,10 @@ export async function startMoneta(config: Config, opts: StartOptions = {}): Prom
         running_publisher?.nudge();
         notifier?.notify();
       },
+      onBatch: (phases, committed) => {
+        if (committed) metrics.phase_batch_size.observe(phases);
+        else metrics.phase_batches_failed.inc();
+      },
     });
     engine.register(createCustomerOperation);
     engine.register(updateCustomerOperation);

@@ -127,13 +127,14 @@ export class Tx implements Queryable {
   /**
    * Sends `statement` now without waiting for its answer, so it travels with what follows
    * (the commit, typically) in one round trip. If it fails, the transaction is aborted and
-   * `commit` throws its error.
+   * `commit` throws its error. The result may be awaited once the commit has succeeded.
    */
-  queue(statement: Statement): void {
-    assert(this.queued.length < MAX_QUEUED, 'a transaction queues a few statements');
+  queue(statement: Statement): Promise<QueryResult> {
+    assert(this.queued.length < MAX_QUEUED, 'a transaction queues a bounded number of statements');
     const result = this.query(statement);
     result.catch(() => {}); // observed by commit (or moot after a rollback)
     this.queued.push(result);
+    return result;
   }
 
   /**
@@ -412,7 +413,8 @@ function combinedText(writes: readonly Statement[]): string {
     : `WITH ${ctes.join(', ')} ${main}`;
 }
 
-const MAX_QUEUED = 16;
+/** A phase queues a few; a batch of phases one per phase and the ledger's (see PhaseBatcher). */
+export const MAX_QUEUED = 256;
 
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected
 const MAX_TX_ATTEMPTS = 4;

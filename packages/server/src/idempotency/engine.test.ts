@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../../test/helpers.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
+import { invalidRequest } from '../lib/errors.ts';
 import { createMerchant } from '../merchants/index.ts';
 import { createLogger } from '../ops/logger.ts';
 import { IdempotencyEngine } from './engine.ts';
@@ -257,3 +258,91 @@ async function waitFor(check: () => Promise<boolean>, timeout_ms = 10_000): Prom
   }
   throw new Error('condition not met in time');
 }
+
+/**
+ * An operation whose second phase is batched: it marks its attempt as done and notes the
+ * transaction it ran in. The first one to arrive sleeps in its phase, so with one batch in
+ * flight the others queue behind it and go together. An amount of 13 fails its phase after
+ * its update, which must then be undone for it alone.
+ */
+function batchedOperation(): IdempotentOperation<{ amount: number }> {
+  return {
+    name: 'test.batched',
+    persist_params: true,
+    steps: {
+      started: (ctx) =>
+        ctx.atomicPhase(async (tx) => {
+          const attempt_id = randomUUID();
+          await tx.query('INSERT INTO test_attempts (id, amount, status) VALUES ($1, $2, $3)', [
+            attempt_id,
+            ctx.params.amount,
+            'started',
+          ]);
+          return { recovery_point: 'called', state: { attempt_id } };
+        }),
+      called: (ctx) =>
+        ctx.atomicPhase(
+          async (tx) => {
+            const attempt_id = ctx.state.attempt_id as string;
+            const { rows } = await tx.query(
+              `UPDATE test_attempts SET status = 'succeeded' WHERE id = $1
+                RETURNING txid_current()::text AS txid, pg_sleep(CASE WHEN amount = 1 THEN 0.2 ELSE 0 END)`,
+              [attempt_id],
+            );
+            if (ctx.params.amount === 13) throw invalidRequest('thirteen is refused', 'amount');
+            return jsonResponse(200, { attempt_id, txid: rows[0].txid });
+          },
+          { batch: ctx.state.attempt_id as string },
+        ),
+    },
+  };
+}
+
+describe('group commit of batched phases', () => {
+  async function runConcurrently(amounts: number[]) {
+    const batches: { phases: number; committed: boolean }[] = [];
+    const engine = new IdempotencyEngine(pool, {
+      lock_timeout_s: 60,
+      log,
+      phase_batch: { max_batch: 64, max_in_flight: 1, max_queued: 1_000 },
+      onBatch: (phases, committed) => batches.push({ phases, committed }),
+    });
+    const op = batchedOperation();
+    engine.register(op);
+    const prefix = randomUUID();
+    const run = (amount: number, i: number) =>
+      engine.execute(op, { amount }, scope, `${prefix}-${i}`, request);
+    // The sleeper goes first and alone; the rest arrive while its batch is in flight.
+    const first = run(amounts[0]!, 0);
+    await new Promise((r) => setTimeout(r, 50));
+    const rest = await Promise.all(amounts.slice(1).map((a, i) => run(a, i + 1)));
+    return { results: [await first, ...rest], batches };
+  }
+
+  it('concurrent phases share one transaction and each gets its own answer', async () => {
+    const { results, batches } = await runConcurrently([1, ...Array.from({ length: 11 }, () => 500)]);
+    expect(results.map((r) => r.status)).toEqual(Array(12).fill(200));
+    const bodies = results.map((r) => JSON.parse(r.body) as { attempt_id: string; txid: string });
+    expect(new Set(bodies.map((b) => b.attempt_id)).size).toBe(12);
+    // The eleven that queued behind the sleeper committed together.
+    expect(new Set(bodies.slice(1).map((b) => b.txid)).size).toBeLessThan(11);
+    expect(batches.some((b) => b.committed && b.phases > 1)).toBe(true);
+    const { rows } = await pool.query('SELECT status FROM test_attempts WHERE id = ANY($1::uuid[])', [
+      bodies.map((b) => b.attempt_id),
+    ]);
+    expect(rows.map((r) => r.status)).toEqual(Array(12).fill('succeeded'));
+  });
+
+  it('a phase failing in a batch is undone alone: the others commit, it answers its own error', async () => {
+    const { results, batches } = await runConcurrently([1, 500, 13, 500, 500]);
+    expect(results.map((r) => r.status)).toEqual([200, 200, 400, 200, 200]);
+    expect(JSON.parse(results[2]!.body).error.param).toBe('amount');
+    // The batch failed as a whole and its phases ran again one by one.
+    expect(batches.some((b) => !b.committed && b.phases > 1)).toBe(true);
+    const { rows } = await pool.query(
+      'SELECT status, count(*)::int AS n FROM test_attempts WHERE amount = 13 GROUP BY status',
+    );
+    // The refused phase's update was rolled back; its attempt stays as the first phase left it.
+    expect(rows).toEqual([{ status: 'started', n: 1 }]);
+  });
+});

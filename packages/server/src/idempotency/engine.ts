@@ -1,6 +1,15 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { isUniqueViolation, type Pool, type Statement, type Tx, withTransaction } from '../db/pool.ts';
+import {
+  combineWrites,
+  isUniqueViolation,
+  MAX_QUEUED,
+  type Pool,
+  type QueryResult,
+  type Statement,
+  type Tx,
+  withTransaction,
+} from '../db/pool.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import {
   assert,
@@ -10,10 +19,18 @@ import {
   MonetaError,
 } from '../lib/errors.ts';
 import {
+  bindPhaseBatch,
+  DEFAULT_PHASE_BATCH_OPTIONS,
+  PhaseBatch,
+  PhaseBatcher,
+  type PhaseBatchOptions,
+} from './phase-batch.ts';
+import {
   type ExecutionResult,
   FINISHED,
   type IdempotentOperation,
   type PhaseContext,
+  type PhaseOptions,
   type PhaseOutcome,
   type RequestScope,
   STARTED,
@@ -81,9 +98,12 @@ class Run<P> implements PhaseContext<P> {
     this.state = state;
   }
 
-  async atomicPhase(fn: (tx: Tx) => Promise<PhaseOutcome>): Promise<void> {
+  async atomicPhase(fn: (tx: Tx) => Promise<PhaseOutcome>, opts?: PhaseOptions): Promise<void> {
     assert(this.response === null, 'no phase runs after the response is decided');
-    const outcome = await this.engine.commitPhase(this, fn);
+    const outcome =
+      opts?.batch !== undefined
+        ? await this.engine.commitBatched(this, fn, opts.batch)
+        : await this.engine.commitPhase(this, fn);
     if ('response' in outcome) {
       this.response = outcome.response;
       this.recovery_point = FINISHED;
@@ -101,15 +121,40 @@ export interface EngineOptions {
   log: Logger;
   /** Told of each phase's writes once they are durable (the outbox dispatcher looks at once). */
   onCommit?: (writes: readonly Statement[]) => void;
+  /** Group commit of phases marked `batch` (see PhaseBatcher); defaults otherwise. */
+  phase_batch?: PhaseBatchOptions;
+  /** Told of each batch of two or more phases: how many, and whether it committed (or they ran alone). */
+  onBatch?: (phases: number, committed: boolean) => void;
+}
+
+/** A phase waiting for its batch. */
+interface BatchJob {
+  run: Run<unknown>;
+  fn: (tx: Tx) => Promise<PhaseOutcome>;
+  /** What the phase changes (PhaseOptions.batch): one phase per object in a batch. */
+  object: string;
 }
 
 export class IdempotencyEngine {
   private readonly operations = new Map<string, IdempotentOperation<unknown>>();
+  private readonly batcher: PhaseBatcher<BatchJob, PhaseOutcome>;
 
   constructor(
     private readonly pool: Pool,
     private readonly opts: EngineOptions,
-  ) {}
+  ) {
+    const batch_opts = opts.phase_batch ?? DEFAULT_PHASE_BATCH_OPTIONS;
+    assert(
+      batch_opts.max_batch < MAX_QUEUED,
+      'a batch queues one statement per phase, and the ledger its own',
+    );
+    this.batcher = new PhaseBatcher(
+      batch_opts,
+      (jobs) => this.commitTogether(jobs),
+      (job) => this.commitPhase(job.run, job.fn),
+      (job) => job.object,
+    );
+  }
 
   /** Operations must be registered so the completer can resume them by name. */
   register<P>(operation: IdempotentOperation<P>): void {
@@ -243,6 +288,66 @@ export class IdempotencyEngine {
       run.binding = { mode: 'locked', key: binding.identity.key, token: binding.token };
     }
     return result;
+  }
+
+  /**
+   * A phase that may share its transaction with others of its kind (see PhaseBatcher). A
+   * fresh key's first phase never does: its insert must be able to fail alone (KeyConflict).
+   */
+  commitBatched<P>(
+    run: Run<P>,
+    fn: (tx: Tx) => Promise<PhaseOutcome>,
+    object: string,
+  ): Promise<PhaseOutcome> {
+    if (run.binding.mode === 'fresh') return this.commitPhase(run, fn);
+    return this.batcher.submit({ run: run as Run<unknown>, fn, object });
+  }
+
+  /**
+   * Phases together in one transaction: all run at once on its connection, then the work
+   * they deferred runs once (the ledger booking, whose account locks are the hot ones, so it
+   * comes after their writes), and one COMMIT ends them all. Any failure fails the batch and
+   * each phase is then run on its own (see PhaseBatcher), which is where errors are answered.
+   */
+  private async commitTogether(jobs: BatchJob[]): Promise<PhaseOutcome[]> {
+    let committed: { outcomes: PhaseOutcome[]; writes: (readonly Statement[])[] };
+    try {
+      committed = await withTransaction(this.pool, async (tx) => {
+        const batch = new PhaseBatch();
+        bindPhaseBatch(tx, batch);
+        const settled = await Promise.allSettled(jobs.map((job) => job.fn(tx)));
+        const outcomes: PhaseOutcome[] = [];
+        const writes: (readonly Statement[])[] = [];
+        const key_results: (Promise<QueryResult> | null)[] = [];
+        settled.forEach((result, i) => {
+          if (result.status === 'rejected') throw result.reason;
+          const { writes: phase_writes = [], ...outcome } = result.value;
+          const run = jobs[i]!.run;
+          assert(run.binding.mode !== 'fresh', 'a fresh key never runs batched');
+          const statements =
+            run.binding.mode === 'locked'
+              ? [...phase_writes, this.updateKeyRow(run, run.binding, outcome)]
+              : phase_writes;
+          const queued = statements.length > 0 ? tx.queue(combineWrites(statements)) : null;
+          key_results.push(run.binding.mode === 'locked' ? queued : null);
+          outcomes.push(outcome);
+          writes.push(phase_writes);
+        });
+        await batch.finish(tx);
+        await tx.commit();
+        for (const key_result of key_results) {
+          if (key_result) assert((await key_result).rowCount === 1, 'the key row statement wrote its row');
+        }
+        return { outcomes, writes };
+      });
+    } catch (err) {
+      this.opts.log.debug({ err, phases: jobs.length }, 'phase batch failed; its phases run one by one');
+      this.opts.onBatch?.(jobs.length, false);
+      throw err;
+    }
+    this.opts.onBatch?.(jobs.length, true);
+    for (const w of committed.writes) this.opts.onCommit?.(w);
+    return committed.outcomes;
   }
 
   private insertKeyRow<P>(

@@ -1,4 +1,5 @@
 export { IdempotencyEngine, MAX_KEY_LENGTH, type RequestInfo } from './engine.ts';
+export { DEFAULT_PHASE_BATCH_OPTIONS, type PhaseBatchOptions, phaseBatchOf } from './phase-batch.ts';
 export {
   type ExecutionResult,
   FINISHED,
@@ -6,6 +7,7 @@ export {
   jsonResponse,
   onePhaseOperation,
   type PhaseContext,
+  type PhaseOptions,
   type PhaseOutcome,
   type RequestScope,
   STARTED,

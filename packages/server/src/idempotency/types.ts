@@ -47,7 +47,18 @@ export interface PhaseContext<P> {
    * (or the stored response). Never make a foreign call inside `fn`: foreign calls go
    * between phases, and each carries its own idempotency key derived from our records.
    */
-  atomicPhase(fn: (tx: Tx) => Promise<PhaseOutcome>): Promise<void>;
+  atomicPhase(fn: (tx: Tx) => Promise<PhaseOutcome>, opts?: PhaseOptions): Promise<void>;
+}
+
+export interface PhaseOptions {
+  /**
+   * Let the phase share its transaction with concurrent phases marked so (group commit; see
+   * PhaseBatcher), naming the object it changes (a payment intent's id). Phases of a batch
+   * run at once and none sees the `writes` the others return, so a batch holds one phase per
+   * object. Only for phases that run many at a time and rarely fail: a failure in a batch
+   * runs every phase of it again, alone.
+   */
+  batch?: string;
 }
 
 /**

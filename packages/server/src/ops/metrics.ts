@@ -32,6 +32,17 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly phase_batch_size = new client.Histogram({
+    name: 'moneta_phase_batch_phases',
+    help: 'Atomic phases committed together in one transaction (group commit of batched phases)',
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [this.registry],
+  });
+  readonly phase_batches_failed = new client.Counter({
+    name: 'moneta_phase_batches_failed_total',
+    help: 'Batches of phases rolled back and run again one phase at a time (a phase failed in it)',
+    registers: [this.registry],
+  });
   readonly rate_limited = new client.Counter({
     name: 'moneta_rate_limited_total',
     help: 'Requests refused with 429 by the per-key rate limiter',

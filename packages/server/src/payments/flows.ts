@@ -232,7 +232,8 @@ function confirmationSteps(deps: PaymentDeps): IdempotentOperation<unknown>['ste
             (inquiry) => inquiry.transaction,
           )
         : { failed: new ConnectorError('failed', intent.acquirer!, 'no such acquirer is configured') };
-      await ctx.atomicPhase((tx) => recordAuthorization(deps, ctx, tx, s, result));
+      // Batched: under load many answers are recorded at once, and they share one transaction.
+      await ctx.atomicPhase((tx) => recordAuthorization(deps, ctx, tx, s, result), { batch: s.intent_id });
     },
 
     capture: async (ctx) => {
@@ -246,7 +247,7 @@ function confirmationSteps(deps: PaymentDeps): IdempotentOperation<unknown>['ste
         () => connector.capture(intent.authorization_id!, { reference: s.attempt_id, amount: s.amount }),
         (inquiry) => inquiry.transaction,
       );
-      await ctx.atomicPhase((tx) => recordCapture(deps, ctx, tx, s, result));
+      await ctx.atomicPhase((tx) => recordCapture(deps, ctx, tx, s, result), { batch: s.intent_id });
     },
 
     // A retry (or the completer) of a request whose acquirer answer was not known.

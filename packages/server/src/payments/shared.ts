@@ -1,5 +1,6 @@
 import type { Connectors } from '../connectors/index.ts';
 import { combineWrites, type Tx } from '../db/pool.ts';
+import { phaseBatchOf } from '../idempotency/index.ts';
 import type { Ledger, TransferInput } from '../ledger/index.ts';
 import { assert } from '../lib/errors.ts';
 import type { Logger } from '../ops/logger.ts';
@@ -32,6 +33,17 @@ export function accountsOf(
  * after a crash). Call it last before the commit: the accounts stay locked until then.
  */
 export async function ledgerWrites(deps: PaymentDeps, tx: Tx, transfers: TransferInput[]): Promise<void> {
+  // In a batch of phases the booking of all of them is one: their accounts are locked once,
+  // after every phase's own writes, so the hot ones are held only for the commit.
+  const batch = phaseBatchOf(tx);
+  if (batch) {
+    batch.defer(deps.ledger, transfers, (batch_tx, all) => bookTransfers(deps, batch_tx, all));
+    return;
+  }
+  await bookTransfers(deps, tx, transfers);
+}
+
+async function bookTransfers(deps: PaymentDeps, tx: Tx, transfers: readonly TransferInput[]): Promise<void> {
   const { results, writes } = await deps.ledger.prepareInTransaction(tx, transfers);
   assert(
     results.every((r) => r === 'ok' || r === 'exists'),
