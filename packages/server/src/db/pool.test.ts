@@ -1,6 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../../test/helpers.ts';
-import { combineWrites, createPool, type Pool, withTransaction } from './pool.ts';
+import {
+  combineWrites,
+  createPool,
+  isMergeableInsert,
+  mergeInserts,
+  type Pool,
+  withTransaction,
+} from './pool.ts';
 
 let pool: Pool;
 let drop: () => Promise<void>;
@@ -154,5 +161,48 @@ describe('transactions on a pool that does not pipeline (the COPY pool)', () => 
     } finally {
       await serial.end();
     }
+  });
+});
+
+describe('merged inserts', () => {
+  const row = (id: number, v: string) => ({
+    name: 'pool_test_merge',
+    text: 'INSERT INTO t (id, v) VALUES ($1, left($2, (10)))',
+    values: [id, v],
+  });
+
+  it('tells single-row inserts from what cannot merge', () => {
+    expect(isMergeableInsert(row(1, 'a'))).toBe(true);
+    for (const text of [
+      'INSERT INTO t (id, v) VALUES ($1, $2) RETURNING id',
+      'INSERT INTO t (id, v) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+      'INSERT INTO t VALUES ($1, $2)',
+      'INSERT INTO t (id, v) SELECT $1, $2',
+      'UPDATE t SET v = $2 WHERE id = $1',
+      'WITH x AS (SELECT 1) INSERT INTO t (id, v) VALUES ($1, $2)',
+    ]) {
+      expect(isMergeableInsert({ text, values: [1, 'a'] }), text).toBe(false);
+    }
+  });
+
+  it('joins rows of one text into one statement, renumbering placeholders, and keeps others apart', async () => {
+    const other = { text: 'INSERT INTO t (v, id) VALUES ($1, $2)', values: ['z', 903] };
+    const merged = mergeInserts([row(900, 'x'), other, row(901, 'y'), row(902, 'w')]);
+    expect(merged).toHaveLength(2);
+    expect(merged[0]!.text).toBe(
+      'INSERT INTO t (id, v) VALUES ($1, left($2, (10))), ($3, left($4, (10))), ($5, left($6, (10)))',
+    );
+    expect(merged[0]!.values).toEqual([900, 'x', 901, 'y', 902, 'w']);
+    expect(merged[1]).toBe(other);
+    await withTransaction(pool, async (tx) => {
+      for (const m of merged) tx.queue(m);
+    });
+    const { rows } = await pool.query('SELECT id, v FROM t WHERE id >= 900 ORDER BY id');
+    expect(rows).toEqual([
+      { id: 900, v: 'x' },
+      { id: 901, v: 'y' },
+      { id: 902, v: 'w' },
+      { id: 903, v: 'z' },
+    ]);
   });
 });

@@ -413,7 +413,71 @@ function combinedText(writes: readonly Statement[]): string {
     : `WITH ${ctes.join(', ')} ${main}`;
 }
 
-/** A phase queues a few; a batch of phases one per phase and the ledger's (see PhaseBatcher). */
+/** A single-row `INSERT INTO t (cols) VALUES (…)` and nothing after it: rows of such merge. */
+const SINGLE_ROW_INSERT = /^\s*INSERT\s+INTO\s+[\w.]+\s*\([^)]*\)\s*VALUES\s*\(/i;
+
+/** Whether `statement` is a single-row INSERT that `mergeInserts` can join with others of its text. */
+export function isMergeableInsert(statement: Statement): boolean {
+  const m = SINGLE_ROW_INSERT.exec(statement.text);
+  if (!m) return false;
+  // The VALUES list must be one parenthesised row that closes at the very end of the text.
+  const rest = statement.text.slice(m[0].length - 1).trimEnd();
+  let depth = 0;
+  for (let i = 0; i < rest.length; i += 1) {
+    if (rest[i] === '(') depth += 1;
+    else if (rest[i] === ')') {
+      depth -= 1;
+      if (depth === 0) return i === rest.length - 1;
+    } else if (rest[i] === "'") return false; // literals are not expected, and not parsed here
+  }
+  return false;
+}
+
+/**
+ * Joins single-row INSERTs of the same text into one multi-row INSERT each (placeholders
+ * renumbered): many phases' rows for one table cost one statement, whose set-up (locks on
+ * the table and its indexes, its CHECK constraints prepared) is paid once instead of once
+ * per row. The statements must not depend on one another, as for `combineWrites`. Merged
+ * statements are unnamed: their text changes with the row count.
+ */
+export function mergeInserts(inserts: readonly Statement[]): Statement[] {
+  const groups = new Map<string, Statement[]>();
+  for (const insert of inserts) {
+    assert(isMergeableInsert(insert), 'only single-row INSERTs merge');
+    const group = groups.get(insert.text);
+    if (group) group.push(insert);
+    else groups.set(insert.text, [insert]);
+  }
+  const merged: Statement[] = [];
+  for (const [text, group] of groups) {
+    if (group.length === 1) {
+      merged.push(group[0]!);
+      continue;
+    }
+    const values_at = SINGLE_ROW_INSERT.exec(text)![0].length - 1;
+    const head = text.slice(0, values_at);
+    const row = text.slice(values_at).trimEnd();
+    const width = group[0]!.values.length;
+    assert(
+      group.every((g) => g.values.length === width),
+      'statements of one text have as many values',
+    );
+    assert(width * group.length <= MAX_PARAMETERS, 'a merged insert stays within the protocol’s parameters');
+    const rows = group.map((_, i) =>
+      row.replace(PLACEHOLDER, (_m, n: string) => `$${Number(n) + i * width}`),
+    );
+    merged.push({ text: `${head}${rows.join(', ')}`, values: group.flatMap((g) => g.values) });
+  }
+  return merged;
+}
+
+/** PostgreSQL's protocol counts a statement's parameters in 16 bits. */
+const MAX_PARAMETERS = 65_535;
+
+/**
+ * Statements one transaction may queue: a phase queues a few; a batch of phases one per
+ * phase, its merged inserts and the ledger's (see PhaseBatcher).
+ */
 export const MAX_QUEUED = 256;
 
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected

@@ -271,15 +271,18 @@ function batchedOperation(): IdempotentOperation<{ amount: number }> {
     persist_params: true,
     steps: {
       started: (ctx) =>
-        ctx.atomicPhase(async (tx) => {
-          const attempt_id = randomUUID();
-          await tx.query('INSERT INTO test_attempts (id, amount, status) VALUES ($1, $2, $3)', [
-            attempt_id,
-            ctx.params.amount,
-            'started',
-          ]);
-          return { recovery_point: 'called', state: { attempt_id } };
-        }),
+        ctx.atomicPhase(
+          async () => {
+            const attempt_id = randomUUID();
+            // Returned, not run: the batch merges the phases' single-row inserts into one.
+            const insert = {
+              text: 'INSERT INTO test_attempts (id, amount, status) VALUES ($1, $2, $3)',
+              values: [attempt_id, ctx.params.amount, 'started'],
+            };
+            return { recovery_point: 'called', state: { attempt_id }, writes: [insert] };
+          },
+          { batch: randomUUID() },
+        ),
       called: (ctx) =>
         ctx.atomicPhase(
           async (tx) => {
@@ -331,6 +334,36 @@ describe('group commit of batched phases', () => {
       bodies.map((b) => b.attempt_id),
     ]);
     expect(rows.map((r) => r.status)).toEqual(Array(12).fill('succeeded'));
+  });
+
+  it('requests repeating one key at once, in batches with others: one runs, the rest replay or wait', async () => {
+    const batches: { phases: number; committed: boolean }[] = [];
+    const engine = new IdempotencyEngine(pool, {
+      lock_timeout_s: 60,
+      log,
+      onBatch: (phases, committed) => batches.push({ phases, committed }),
+    });
+    const op = batchedOperation();
+    engine.register(op);
+    const key = `repeated-${randomUUID()}`;
+    const amount = 7_000 + Math.floor(Math.random() * 1_000);
+    const results = await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        i % 2 === 0
+          ? engine.execute(op, { amount }, scope, key, request)
+          : engine.execute(op, { amount: 500 }, scope, `other-${randomUUID()}`, request),
+      ),
+    );
+    const repeated = results.filter((_, i) => i % 2 === 0);
+    const done = repeated.filter((r) => r.status === 200);
+    expect(done.length).toBeGreaterThan(0);
+    expect(new Set(done.map((r) => r.body)).size).toBe(1);
+    expect(repeated.every((r) => r.status === 200 || r.status === 409)).toBe(true);
+    const { rows } = await pool.query('SELECT status FROM test_attempts WHERE amount = $1', [amount]);
+    expect(rows).toEqual([{ status: 'succeeded' }]);
+    expect(results.filter((_, i) => i % 2 === 1).every((r) => r.status === 200)).toBe(true);
+    // All sixteen first phases went in one batch, which the repeated key failed.
+    expect(batches[0]).toEqual({ phases: 16, committed: false });
   });
 
   it('a phase failing in a batch is undone alone: the others commit, it answers its own error', async () => {

@@ -2,8 +2,10 @@ import { createHash, createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   combineWrites,
+  isMergeableInsert,
   isUniqueViolation,
   MAX_QUEUED,
+  mergeInserts,
   type Pool,
   type QueryResult,
   type Statement,
@@ -144,10 +146,8 @@ export class IdempotencyEngine {
     private readonly opts: EngineOptions,
   ) {
     const batch_opts = opts.phase_batch ?? DEFAULT_PHASE_BATCH_OPTIONS;
-    assert(
-      batch_opts.max_batch < MAX_QUEUED,
-      'a batch queues one statement per phase, and the ledger its own',
-    );
+    // A batch queues a statement per phase; the other half is for merged inserts and deferred work.
+    assert(batch_opts.max_batch <= MAX_QUEUED / 2, 'a batch queues within its transaction’s bound');
     this.batcher = new PhaseBatcher(
       batch_opts,
       (jobs) => this.commitTogether(jobs),
@@ -269,11 +269,7 @@ export class IdempotencyEngine {
           this.opts.onCommit?.(writes);
           return outcome;
         }
-        const key_statement =
-          binding.mode === 'fresh'
-            ? this.insertKeyRow(run, binding, outcome)
-            : this.updateKeyRow(run, binding, outcome);
-        const key_result = await tx.commit([...writes, key_statement]);
+        const key_result = await tx.commit([...writes, this.keyStatement(run, outcome)!]);
         assert(key_result?.rowCount === 1, 'the key row statement wrote its row');
         this.opts.onCommit?.(writes);
         return outcome;
@@ -284,70 +280,94 @@ export class IdempotencyEngine {
         throw new LockLost();
       throw err;
     }
-    if (binding.mode === 'fresh' && !('response' in result)) {
-      run.binding = { mode: 'locked', key: binding.identity.key, token: binding.token };
-    }
+    this.committed(run, result);
     return result;
   }
 
   /**
    * A phase that may share its transaction with others of its kind (see PhaseBatcher). A
-   * fresh key's first phase never does: its insert must be able to fail alone (KeyConflict).
+   * fresh key's insert fails the whole batch when the key exists (a request repeated at
+   * once); the phase then runs alone, where that failure is told apart (KeyConflict).
    */
   commitBatched<P>(
     run: Run<P>,
     fn: (tx: Tx) => Promise<PhaseOutcome>,
     object: string,
   ): Promise<PhaseOutcome> {
-    if (run.binding.mode === 'fresh') return this.commitPhase(run, fn);
     return this.batcher.submit({ run: run as Run<unknown>, fn, object });
   }
 
   /**
-   * Phases together in one transaction: all run at once on its connection, then the work
+   * Phases together in one transaction: all run at once on its connection; their writes go
+   * out, single-row INSERTs of one kind merged into one statement (`mergeInserts`: the
+   * phases' events, say), the rest one statement per phase with its key row; then the work
    * they deferred runs once (the ledger booking, whose account locks are the hot ones, so it
-   * comes after their writes), and one COMMIT ends them all. Any failure fails the batch and
-   * each phase is then run on its own (see PhaseBatcher), which is where errors are answered.
+   * comes last), and one COMMIT ends them all. Any failure fails the batch and each phase is
+   * then run on its own (see PhaseBatcher), which is where errors are answered.
    */
   private async commitTogether(jobs: BatchJob[]): Promise<PhaseOutcome[]> {
-    let committed: { outcomes: PhaseOutcome[]; writes: (readonly Statement[])[] };
+    let decided: PhaseOutcome[];
     try {
-      committed = await withTransaction(this.pool, async (tx) => {
-        const batch = new PhaseBatch();
-        bindPhaseBatch(tx, batch);
-        const settled = await Promise.allSettled(jobs.map((job) => job.fn(tx)));
-        const outcomes: PhaseOutcome[] = [];
-        const writes: (readonly Statement[])[] = [];
-        const key_results: (Promise<QueryResult> | null)[] = [];
-        settled.forEach((result, i) => {
-          if (result.status === 'rejected') throw result.reason;
-          const { writes: phase_writes = [], ...outcome } = result.value;
-          const run = jobs[i]!.run;
-          assert(run.binding.mode !== 'fresh', 'a fresh key never runs batched');
-          const statements =
-            run.binding.mode === 'locked'
-              ? [...phase_writes, this.updateKeyRow(run, run.binding, outcome)]
-              : phase_writes;
-          const queued = statements.length > 0 ? tx.queue(combineWrites(statements)) : null;
-          key_results.push(run.binding.mode === 'locked' ? queued : null);
-          outcomes.push(outcome);
-          writes.push(phase_writes);
-        });
-        await batch.finish(tx);
-        await tx.commit();
-        for (const key_result of key_results) {
-          if (key_result) assert((await key_result).rowCount === 1, 'the key row statement wrote its row');
-        }
-        return { outcomes, writes };
-      });
+      decided = await withTransaction(this.pool, (tx) => this.runTogether(tx, jobs));
     } catch (err) {
       this.opts.log.debug({ err, phases: jobs.length }, 'phase batch failed; its phases run one by one');
       this.opts.onBatch?.(jobs.length, false);
       throw err;
     }
     this.opts.onBatch?.(jobs.length, true);
-    for (const w of committed.writes) this.opts.onCommit?.(w);
-    return committed.outcomes;
+    return decided.map(({ writes = [], ...outcome }, i) => {
+      this.opts.onCommit?.(writes);
+      this.committed(jobs[i]!.run, outcome);
+      return outcome;
+    });
+  }
+
+  /** One try of a batch (withTransaction tries again after a deadlock, in a new transaction). */
+  private async runTogether(tx: Tx, jobs: BatchJob[]): Promise<PhaseOutcome[]> {
+    const batch = new PhaseBatch();
+    bindPhaseBatch(tx, batch);
+    const settled = await Promise.allSettled(jobs.map((job) => job.fn(tx)));
+    const decided = settled.map((result) => {
+      if (result.status === 'rejected') throw result.reason;
+      return result.value;
+    });
+    const inserts: Statement[] = [];
+    const key_updates: Promise<QueryResult>[] = [];
+    decided.forEach(({ writes = [], ...outcome }, i) => {
+      const run = jobs[i]!.run;
+      const key = this.keyStatement(run, outcome);
+      const others: Statement[] = [];
+      for (const w of key ? [...writes, key] : writes) (isMergeableInsert(w) ? inserts : others).push(w);
+      if (others.length === 0) return;
+      const queued = tx.queue(combineWrites(others));
+      // A key row update is last in its statement; a fresh key's plain INSERT (merged) either
+      // adds its row or fails the batch.
+      if (run.binding.mode === 'locked') key_updates.push(queued);
+    });
+    // In order of first appearance, so a row is inserted before rows that refer to it.
+    for (const insert of mergeInserts(inserts)) tx.queue(insert);
+    await batch.finish(tx);
+    await tx.commit();
+    for (const result of key_updates)
+      assert((await result).rowCount === 1, 'the key row update wrote its row');
+    return decided;
+  }
+
+  /** The key row's statement for a phase's outcome: insert (fresh key), update (locked), none. */
+  private keyStatement<P>(run: Run<P>, outcome: PhaseOutcome): Statement | null {
+    const binding = run.binding;
+    if (binding.mode === 'ephemeral') return null;
+    return binding.mode === 'fresh'
+      ? this.insertKeyRow(run, binding, outcome)
+      : this.updateKeyRow(run, binding, outcome);
+  }
+
+  /** After a phase committed: a fresh key's row now exists, and this run holds its lock. */
+  private committed<P>(run: Run<P>, outcome: PhaseOutcome): void {
+    const binding = run.binding;
+    if (binding.mode === 'fresh' && !('response' in outcome)) {
+      run.binding = { mode: 'locked', key: binding.identity.key, token: binding.token };
+    }
   }
 
   private insertKeyRow<P>(

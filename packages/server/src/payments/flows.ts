@@ -662,41 +662,45 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
     persist_params: true,
     steps: {
       started: (ctx) =>
-        ctx.atomicPhase(async (tx) => {
-          const { input, confirm } = ctx.params;
-          if (input.customer !== undefined) await requireLiveCustomer(tx, ctx.scope, input.customer);
-          if (!confirm) {
-            const { row: intent, insert } = newIntent(ctx.scope, input, newId('pi'));
+        ctx.atomicPhase(
+          async (tx) => {
+            const { input, confirm } = ctx.params;
+            if (input.customer !== undefined) await requireLiveCustomer(tx, ctx.scope, input.customer);
+            if (!confirm) {
+              const { row: intent, insert } = newIntent(ctx.scope, input, newId('pi'));
+              return {
+                ...jsonResponse(200, serializeIntent(intent)),
+                writes: [insert, eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent))],
+              };
+            }
+            // Created and confirmed in one phase: the intent starts out processing, with its
+            // authorization attempt recorded, and the next step calls the acquirer.
+            assert(input.payment_method, 'a confirmation names its payment method (checked at the edge)');
+            const { pm, writes } = await resolvePaymentMethod(deps, tx, ctx.scope, input.payment_method);
+            const acquirer = await merchantAcquirer(tx, ctx.scope.merchant_id);
+            const { row: intent, insert } = newIntent(
+              ctx.scope,
+              { ...input, payment_method: pm.id },
+              newId('pi'),
+              acquirer,
+            );
+            const attempt = attemptInsert(ctx.scope, intent, 'authorize', input.amount);
+            // Nothing read (for a test shortcut, with the merchant's acquirer cached): the card,
+            // the intent, its attempt, the event and the idempotency record commit as one statement.
             return {
-              ...jsonResponse(200, serializeIntent(intent)),
-              writes: [insert, eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent))],
+              recovery_point: 'authorize',
+              state: { intent_id: intent.id, attempt_id: attempt.id, pm, intent: forCall(intent) },
+              writes: [
+                ...writes,
+                insert,
+                attempt.statement,
+                eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent)),
+              ],
             };
-          }
-          // Created and confirmed in one phase: the intent starts out processing, with its
-          // authorization attempt recorded, and the next step calls the acquirer.
-          assert(input.payment_method, 'a confirmation names its payment method (checked at the edge)');
-          const { pm, writes } = await resolvePaymentMethod(deps, tx, ctx.scope, input.payment_method);
-          const acquirer = await merchantAcquirer(tx, ctx.scope.merchant_id);
-          const { row: intent, insert } = newIntent(
-            ctx.scope,
-            { ...input, payment_method: pm.id },
-            newId('pi'),
-            acquirer,
-          );
-          const attempt = attemptInsert(ctx.scope, intent, 'authorize', input.amount);
-          // Nothing read (for a test shortcut, with the merchant's acquirer cached): the card,
-          // the intent, its attempt, the event and the idempotency record commit as one statement.
-          return {
-            recovery_point: 'authorize',
-            state: { intent_id: intent.id, attempt_id: attempt.id, pm, intent: forCall(intent) },
-            writes: [
-              ...writes,
-              insert,
-              attempt.statement,
-              eventInsert(ctx.scope, 'payment_intent.created', serializeIntent(intent)),
-            ],
-          };
-        }),
+          },
+          // Batched: creations arrive many at a time and insert rows of their own only.
+          { batch: ctx.scope.request_id },
+        ),
       ...steps,
     },
   } as PaymentOperations['create'];
