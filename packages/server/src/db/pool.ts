@@ -416,57 +416,100 @@ function combinedText(writes: readonly Statement[]): string {
 /** A single-row `INSERT INTO t (cols) VALUES (…)` and nothing after it: rows of such merge. */
 const SINGLE_ROW_INSERT = /^\s*INSERT\s+INTO\s+[\w.]+\s*\([^)]*\)\s*VALUES\s*\(/i;
 
+/**
+ * A mergeable INSERT's text taken apart once: everything up to its row, and the row as
+ * literal pieces around its placeholders, so a merged row is joined, not searched again.
+ */
+interface InsertShape {
+  head: string;
+  pieces: string[];
+  /** pieces[i] is followed by placeholder $placeholders[i] (the last piece by none). */
+  placeholders: number[];
+}
+
+/** Shapes by statement text (texts are constants of the code; bounded all the same). */
+const insert_shapes = new Map<string, InsertShape | null>();
+const MAX_INSERT_SHAPES = 1_024;
+
+function insertShape(text: string): InsertShape | null {
+  let shape = insert_shapes.get(text);
+  if (shape !== undefined) return shape;
+  shape = parseInsertShape(text);
+  if (insert_shapes.size >= MAX_INSERT_SHAPES) insert_shapes.clear();
+  insert_shapes.set(text, shape);
+  return shape;
+}
+
+function parseInsertShape(text: string): InsertShape | null {
+  const m = SINGLE_ROW_INSERT.exec(text);
+  if (!m) return null;
+  const values_at = m[0].length - 1;
+  const row = text.slice(values_at).trimEnd();
+  // The VALUES list must be one parenthesised row that closes at the very end of the text.
+  let depth = 0;
+  for (let i = 0; i < row.length; i += 1) {
+    const c = row[i];
+    if (c === "'") return null; // literals are not expected, and not parsed here
+    if (c === '(') depth += 1;
+    if (c === ')' && --depth === 0 && i !== row.length - 1) return null;
+  }
+  if (depth !== 0) return null;
+  const pieces: string[] = [];
+  const placeholders: number[] = [];
+  let last = 0;
+  for (const p of row.matchAll(PLACEHOLDER)) {
+    pieces.push(row.slice(last, p.index));
+    placeholders.push(Number(p[1]));
+    last = p.index + p[0].length;
+  }
+  pieces.push(row.slice(last));
+  return { head: text.slice(0, values_at), pieces, placeholders };
+}
+
 /** Whether `statement` is a single-row INSERT that `mergeInserts` can join with others of its text. */
 export function isMergeableInsert(statement: Statement): boolean {
-  const m = SINGLE_ROW_INSERT.exec(statement.text);
-  if (!m) return false;
-  // The VALUES list must be one parenthesised row that closes at the very end of the text.
-  const rest = statement.text.slice(m[0].length - 1).trimEnd();
-  let depth = 0;
-  for (let i = 0; i < rest.length; i += 1) {
-    if (rest[i] === '(') depth += 1;
-    else if (rest[i] === ')') {
-      depth -= 1;
-      if (depth === 0) return i === rest.length - 1;
-    } else if (rest[i] === "'") return false; // literals are not expected, and not parsed here
-  }
-  return false;
+  return insertShape(statement.text) !== null;
 }
 
 /**
  * Joins single-row INSERTs of the same text into one multi-row INSERT each (placeholders
- * renumbered): many phases' rows for one table cost one statement, whose set-up (locks on
- * the table and its indexes, its CHECK constraints prepared) is paid once instead of once
- * per row. The statements must not depend on one another, as for `combineWrites`. Merged
- * statements are unnamed: their text changes with the row count.
+ * renumbered), in the order each text first appears: many phases' rows for one table cost
+ * one statement, whose set-up (locks on the table and its indexes, its CHECK constraints
+ * prepared) is paid once instead of once per row. The statements must not depend on one
+ * another, as for `combineWrites`. Merged statements are unnamed: their text changes with
+ * the row count.
  */
 export function mergeInserts(inserts: readonly Statement[]): Statement[] {
   const groups = new Map<string, Statement[]>();
   for (const insert of inserts) {
-    assert(isMergeableInsert(insert), 'only single-row INSERTs merge');
     const group = groups.get(insert.text);
     if (group) group.push(insert);
     else groups.set(insert.text, [insert]);
   }
   const merged: Statement[] = [];
   for (const [text, group] of groups) {
+    const shape = insertShape(text);
+    assert(shape !== null, 'only single-row INSERTs merge');
     if (group.length === 1) {
       merged.push(group[0]!);
       continue;
     }
-    const values_at = SINGLE_ROW_INSERT.exec(text)![0].length - 1;
-    const head = text.slice(0, values_at);
-    const row = text.slice(values_at).trimEnd();
     const width = group[0]!.values.length;
     assert(
       group.every((g) => g.values.length === width),
       'statements of one text have as many values',
     );
     assert(width * group.length <= MAX_PARAMETERS, 'a merged insert stays within the protocol’s parameters');
-    const rows = group.map((_, i) =>
-      row.replace(PLACEHOLDER, (_m, n: string) => `$${Number(n) + i * width}`),
-    );
-    merged.push({ text: `${head}${rows.join(', ')}`, values: group.flatMap((g) => g.values) });
+    let text_out = shape.head;
+    for (let row = 0; row < group.length; row += 1) {
+      if (row > 0) text_out += ', ';
+      const offset = row * width;
+      for (let i = 0; i < shape.placeholders.length; i += 1) {
+        text_out += `${shape.pieces[i]}$${shape.placeholders[i]! + offset}`;
+      }
+      text_out += shape.pieces[shape.placeholders.length];
+    }
+    merged.push({ text: text_out, values: group.flatMap((g) => g.values) });
   }
   return merged;
 }
