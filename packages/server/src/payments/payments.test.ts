@@ -198,6 +198,79 @@ describe('payments through the official stripe package', () => {
     expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
   });
 
+  it('payments arriving together commit in shared batches, each exactly as it would alone', async () => {
+    const metric = async (name: string) => {
+      const text = await (await fetch(`${t.url}/metrics`)).text();
+      return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    };
+    const phases_before = await metric('moneta_phase_batch_phases_sum');
+    const batches_before = await metric('moneta_phase_batch_phases_count');
+    const cards = ['pm_card_visa', 'pm_card_mastercard', 'pm_card_chargeDeclined', 'pm_card_amex'];
+    const created = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        stripe.paymentIntents
+          .create(
+            {
+              amount: 3_100 + i,
+              currency: 'usd',
+              payment_method: cards[i % cards.length]!,
+              capture_method: i % 3 === 0 ? 'manual' : 'automatic',
+              confirm: true,
+            },
+            { idempotencyKey: `together-${Date.now()}-${i}` },
+          )
+          .catch((err: Stripe.errors.StripeError) => err),
+      ),
+    );
+    const declined = created.filter((c) => c instanceof Stripe.errors.StripeCardError);
+    const intents = created.filter((c): c is Stripe.Response<Stripe.PaymentIntent> => !(c instanceof Error));
+    expect(declined).toHaveLength(6);
+    expect(intents).toHaveLength(18);
+    for (const pi of intents) {
+      expect(pi.status).toBe(pi.capture_method === 'manual' ? 'requires_capture' : 'succeeded');
+    }
+    // Their manual captures, together too.
+    const manual = intents.filter((pi) => pi.capture_method === 'manual');
+    const captured = await Promise.all(manual.map((pi) => stripe.paymentIntents.capture(pi.id)));
+    expect(captured.map((pi) => pi.status)).toEqual(manual.map(() => 'succeeded'));
+    // Batches of more than one phase formed, and none had to be run again phase by phase.
+    const phases = (await metric('moneta_phase_batch_phases_sum')) - phases_before;
+    const batches = (await metric('moneta_phase_batch_phases_count')) - batches_before;
+    expect(batches).toBeGreaterThan(0);
+    expect(phases).toBeGreaterThan(batches);
+    expect(await metric('moneta_phase_batches_failed_total')).toBe(0);
+    // Every row each phase wrote is there: attempts settled, card checks, answers stored.
+    const ids = intents.map((pi) => pi.id);
+    const { rows: attempts } = await t.pool.query(
+      `SELECT a.status, count(*)::int AS n FROM payment_attempts a
+        WHERE a.payment_intent_id = ANY($1) GROUP BY a.status`,
+      [ids],
+    );
+    expect(attempts).toEqual([{ status: 'succeeded', n: 18 + manual.length }]);
+    const { rows: stored } = await t.pool.query(
+      `SELECT count(*)::int AS n FROM payment_intents
+        WHERE id = ANY($1) AND status = 'succeeded' AND amount_received = amount AND amount_capturable = 0
+          AND authorization_id IS NOT NULL AND latest_charge IS NOT NULL`,
+      [ids],
+    );
+    expect(stored[0].n).toBe(18);
+    const { rows: checks } = await t.pool.query(
+      `SELECT count(*)::int AS n FROM payment_methods p JOIN payment_intents i ON i.payment_method_id = p.id
+        WHERE i.id = ANY($1) AND p.cvc_check = 'pass'`,
+      [ids],
+    );
+    expect(checks[0].n).toBe(18);
+    const { rows: keys } = await t.pool.query(
+      `SELECT count(*)::int AS n FROM idempotency_keys
+        WHERE idempotency_key LIKE 'together-%' AND response_status IS NOT NULL AND locked_by IS NULL`,
+    );
+    expect(keys[0].n).toBe(24);
+    for (const pi of intents.filter((p) => p.capture_method === 'automatic')) {
+      expect(await events(pi.id)).toEqual(['payment_intent.created', 'payment_intent.succeeded']);
+    }
+    expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
+  });
+
   it('idempotent retries and auto-pagination', async () => {
     const key = `pi-${Date.now()}`;
     const a = await stripe.paymentIntents.create(
