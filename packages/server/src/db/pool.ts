@@ -127,14 +127,13 @@ export class Tx implements Queryable {
   /**
    * Sends `statement` now without waiting for its answer, so it travels with what follows
    * (the commit, typically) in one round trip. If it fails, the transaction is aborted and
-   * `commit` throws its error. The result may be awaited once the commit has succeeded.
+   * `commit` throws its error.
    */
-  queue(statement: Statement): Promise<QueryResult> {
+  queue(statement: Statement): void {
     assert(this.queued.length < MAX_QUEUED, 'a transaction queues a bounded number of statements');
     const result = this.query(statement);
     result.catch(() => {}); // observed by commit (or moot after a rollback)
     this.queued.push(result);
-    return result;
   }
 
   /**

@@ -7,7 +7,6 @@ import {
   MAX_QUEUED,
   mergeInserts,
   type Pool,
-  type QueryResult,
   type Statement,
   type Tx,
   withTransaction,
@@ -314,12 +313,22 @@ export class IdempotencyEngine {
       this.opts.onBatch?.(jobs.length, false);
       throw err;
     }
-    this.opts.onBatch?.(jobs.length, true);
+    // Committed: from here nothing may throw, or the batcher would run the phases again.
+    this.quietly(() => this.opts.onBatch?.(jobs.length, true));
     return decided.map(({ writes = [], ...outcome }, i) => {
-      this.opts.onCommit?.(writes);
       this.committed(jobs[i]!.run, outcome);
+      this.quietly(() => this.opts.onCommit?.(writes));
       return outcome;
     });
+  }
+
+  /** Runs a listener whose failure must not undo what it is told of (logged instead). */
+  private quietly(listener: () => void): void {
+    try {
+      listener();
+    } catch (err) {
+      this.opts.log.error({ err }, 'a commit listener failed');
+    }
   }
 
   /** One try of a batch (withTransaction tries again after a deadlock, in a new transaction). */
@@ -331,25 +340,21 @@ export class IdempotencyEngine {
       if (result.status === 'rejected') throw result.reason;
       return result.value;
     });
+    // Every check is made before the COMMIT, by the statements themselves: a key row update
+    // raises when its lock was taken over (moneta_assert_rows), a fresh key's plain INSERT
+    // (merged) fails on a duplicate. Nothing may fail after the commit: the batch would then
+    // be run again phase by phase.
     const inserts: Statement[] = [];
-    const key_updates: Promise<QueryResult>[] = [];
     decided.forEach(({ writes = [], ...outcome }, i) => {
-      const run = jobs[i]!.run;
-      const key = this.keyStatement(run, outcome);
+      const key = this.keyStatement(jobs[i]!.run, outcome);
       const others: Statement[] = [];
       for (const w of key ? [...writes, key] : writes) (isMergeableInsert(w) ? inserts : others).push(w);
-      if (others.length === 0) return;
-      const queued = tx.queue(combineWrites(others));
-      // A key row update is last in its statement; a fresh key's plain INSERT (merged) either
-      // adds its row or fails the batch.
-      if (run.binding.mode === 'locked') key_updates.push(queued);
+      if (others.length > 0) tx.queue(combineWrites(others));
     });
     // In order of first appearance, so a row is inserted before rows that refer to it.
     for (const insert of mergeInserts(inserts)) tx.queue(insert);
     await batch.finish(tx);
     await tx.commit();
-    for (const result of key_updates)
-      assert((await result).rowCount === 1, 'the key row update wrote its row');
     return decided;
   }
 
