@@ -1,5 +1,6 @@
 import type { Tx } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
+import { NextTurn } from '../lib/waker.ts';
 
 /**
  * Group commit for atomic phases. Under load, many requests reach the same kind of phase
@@ -86,7 +87,8 @@ interface Waiting<J, R> {
 export class PhaseBatcher<J, R> {
   private readonly queue: Waiting<J, R>[] = [];
   private in_flight = 0;
-  private pump_scheduled = false;
+  /** On the next turn: the callers woken by the last batch send their next jobs first. */
+  private readonly next_turn = new NextTurn(() => this.pump());
 
   constructor(
     private readonly opts: PhaseBatchOptions,
@@ -104,17 +106,7 @@ export class PhaseBatcher<J, R> {
     if (this.queue.length >= this.opts.max_queued) return this.commitAlone(job);
     return new Promise((resolve, reject) => {
       this.queue.push({ job, resolve, reject });
-      this.schedulePump();
-    });
-  }
-
-  /** On the next turn: the callers woken by the last batch send their next jobs first. */
-  private schedulePump(): void {
-    if (this.pump_scheduled) return;
-    this.pump_scheduled = true;
-    setImmediate(() => {
-      this.pump_scheduled = false;
-      this.pump();
+      this.next_turn.request();
     });
   }
 
@@ -124,7 +116,7 @@ export class PhaseBatcher<J, R> {
       this.in_flight += 1;
       void this.run(batch).finally(() => {
         this.in_flight -= 1;
-        this.schedulePump();
+        this.next_turn.request();
       });
     }
   }

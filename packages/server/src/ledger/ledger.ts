@@ -9,6 +9,7 @@ import {
   withTransaction,
 } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
+import { NextTurn } from '../lib/waker.ts';
 import {
   applyAccounts,
   applyExpiry,
@@ -115,7 +116,13 @@ export class Ledger {
   private copy_in_flight = 0;
   /** Settles when the last COPY batch formed from the cache has committed or failed. */
   private copy_tail: Promise<void> = Promise.resolve();
-  private pump_scheduled = false;
+  /**
+   * Batches start on the next turn of the event loop, never inline: callers just answered
+   * send their next transfers from their continuations, and starting at once would cut a
+   * batch of one and leave the rest for the batch after (under 20 callers, batches
+   * alternated between 19 transfers and 1).
+   */
+  private readonly next_turn = new NextTurn(() => this.pump());
   /** Transfer ids of the batches committing now (see pump). */
   private readonly in_flight_ids = new Set<string>();
   private readonly clock = nanoClock();
@@ -170,7 +177,7 @@ export class Ledger {
     return new Promise((resolve, reject) => {
       this.queue.push({ inputs, resolve, reject });
       this.queued += inputs.length;
-      this.schedulePump();
+      this.next_turn.request();
     });
   }
 
@@ -245,21 +252,6 @@ export class Ledger {
     this.known.delete(t.credit_account_id);
   }
 
-  /**
-   * Batches start on the next turn of the event loop, never inline: callers just answered
-   * send their next transfers from their continuations, and starting at once would cut a
-   * batch of one and leave the rest for the batch after (under 20 callers, batches
-   * alternated between 19 transfers and 1).
-   */
-  private schedulePump(): void {
-    if (this.pump_scheduled) return;
-    this.pump_scheduled = true;
-    setImmediate(() => {
-      this.pump_scheduled = false;
-      this.pump();
-    });
-  }
-
   private pump(): void {
     while (this.in_flight < this.opts.max_in_flight && this.queue.length > 0) {
       // A call big enough to stream starts a COPY batch; smaller ones form one-statement batches.
@@ -288,7 +280,7 @@ export class Ledger {
         this.in_flight -= 1;
         if (pipelined) this.pipelined_in_flight -= 1;
         if (copied) this.copy_in_flight -= 1;
-        this.schedulePump();
+        this.next_turn.request();
       });
     }
   }

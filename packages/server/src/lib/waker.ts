@@ -34,3 +34,23 @@ export class Waker {
 export function backoffMs(failures: number, base_ms: number, max_ms: number): number {
   return Math.min(max_ms, base_ms * 2 ** Math.min(failures, 30));
 }
+
+/**
+ * Runs `fn` on the next turn of the event loop, once however often it was asked for before
+ * then: batchers start their next batch this way, so callers woken by the last one have
+ * sent their next work by the time it forms.
+ */
+export class NextTurn {
+  private scheduled = false;
+
+  constructor(private readonly fn: () => void) {}
+
+  request(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.fn();
+    });
+  }
+}
