@@ -115,8 +115,11 @@ export async function resolveAttempt(
 
 /**
  * Locks the intent for recording an attempt's outcome, and tells whether that outcome is
- * recorded already (by the request or the janitor: nothing is done twice). One statement:
- * the attempt needs no lock of its own, since whoever records it holds its intent's.
+ * recorded already (by the request or the janitor: nothing is done twice). The attempt needs
+ * no lock of its own, since whoever records it holds its intent's; but its status must be
+ * read by a statement of its own, sent right behind the lock (same round trip): a statement
+ * reads the database as it was when the statement began, so a status read inside the
+ * locking statement could predate a recording that committed while it waited for the lock.
  */
 export async function lockForRecord(
   tx: Tx,
@@ -124,18 +127,17 @@ export async function lockForRecord(
   intent_id: string,
   attempt_id: string,
 ): Promise<{ intent: IntentRow; settled: boolean }> {
-  const { rows } = await tx.query(
-    `SELECT ${INTENT_COLUMNS}, (SELECT status FROM payment_attempts WHERE id = $4) AS attempt_status
-       FROM payment_intents WHERE id = $1 AND merchant_id = $2 AND livemode = $3 FOR UPDATE`,
-    [intent_id, scope.merchant_id, scope.livemode, attempt_id],
-  );
-  const row = rows[0];
-  assert(row?.attempt_status, 'the intent and its attempt exist');
-  const { attempt_status, ...intent } = row;
-  return {
-    intent: intent as IntentRow,
-    settled: attempt_status === 'succeeded' || attempt_status === 'failed',
-  };
+  const [locked, attempt] = await Promise.all([
+    tx.query(
+      `SELECT ${INTENT_COLUMNS} FROM payment_intents WHERE id = $1 AND merchant_id = $2 AND livemode = $3 FOR UPDATE`,
+      [intent_id, scope.merchant_id, scope.livemode],
+    ),
+    tx.query('SELECT status FROM payment_attempts WHERE id = $1', [attempt_id]),
+  ]);
+  const intent = locked.rows[0] as IntentRow | undefined;
+  const attempt_status = attempt.rows[0]?.status as string | undefined;
+  assert(intent && attempt_status, 'the intent and its attempt exist');
+  return { intent, settled: attempt_status === 'succeeded' || attempt_status === 'failed' };
 }
 
 /** What an inquiry says of an attempt: its answer, or still unknown. */

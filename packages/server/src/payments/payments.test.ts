@@ -5,7 +5,9 @@ import { startAcquirer } from '@moneta/acquirer-sim';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestMoneta, stripeClient, type TestMoneta } from '../../test/helpers.ts';
+import { createPool, withTransaction } from '../db/pool.ts';
 import { verifyLedger } from '../ledger/index.ts';
+import { lockForRecord } from './attempts.ts';
 
 let t: TestMoneta;
 let acquirer: Awaited<ReturnType<typeof startAcquirer>>;
@@ -269,6 +271,53 @@ describe('payments through the official stripe package', () => {
       expect(await events(pi.id)).toEqual(['payment_intent.created', 'payment_intent.succeeded']);
     }
     expect(JSON.stringify(await verifyLedger(t.pool))).toBe('[]');
+  });
+
+  it('an outcome recorded while a booking waited for the intent lock is seen: nothing is booked twice', async () => {
+    const pi = await stripe.paymentIntents.create({
+      amount: 4_321,
+      currency: 'usd',
+      payment_method: 'pm_card_visa',
+      confirm: true,
+    });
+    const { rows } = await t.pool.query('SELECT id FROM payment_attempts WHERE payment_intent_id = $1', [
+      pi.id,
+    ]);
+    const attempt_id = rows[0].id as string;
+    // As a booking finds it: the intent processing, its attempt not settled yet.
+    await t.pool.query("UPDATE payment_attempts SET status = 'started' WHERE id = $1", [attempt_id]);
+    await t.pool.query("UPDATE payment_intents SET status = 'processing' WHERE id = $1", [pi.id]);
+    // Another recorder (the janitor, say) holds the intent's lock and settles the attempt.
+    const other = await t.pool.connect();
+    const pool = createPool({
+      connection_string: t.db_url,
+      max_connections: 1,
+      application_name: 'lock-wait',
+    });
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM payment_intents WHERE id = $1 FOR UPDATE', [pi.id]);
+      await other.query("UPDATE payment_attempts SET status = 'succeeded' WHERE id = $1", [attempt_id]);
+      await other.query("UPDATE payment_intents SET status = 'succeeded' WHERE id = $1", [pi.id]);
+      const booking = withTransaction(pool, (tx) =>
+        lockForRecord(tx, { merchant_id: t.merchant_id, livemode: false }, pi.id, attempt_id),
+      );
+      // Commit only once the booking waits for the lock.
+      for (let i = 0; i < 100; i += 1) {
+        const waiting = await t.pool.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'lock-wait' AND wait_event_type = 'Lock'",
+        );
+        if (waiting.rows[0].n > 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await other.query('COMMIT');
+      const { intent, settled } = await booking;
+      expect(intent.status).toBe('succeeded');
+      expect(settled).toBe(true);
+    } finally {
+      other.release();
+      await pool.end();
+    }
   });
 
   it('idempotent retries and auto-pagination', async () => {
