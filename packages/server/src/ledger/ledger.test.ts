@@ -153,6 +153,51 @@ describe('ledger', () => {
     expect(await ledger.createTransfers([missing])).toEqual(['pending_transfer_not_found']);
   });
 
+  it('a void whose id already exists leaves no stale balance behind: the pending transfer can still be posted', async () => {
+    // Found by the reference property test (a shrunk case): the optimistic pass voided the
+    // pending transfer in the cache, its insert failed on the existing id, and the accounts
+    // named only through the pending transfer were not forgotten.
+    const [a, b] = [account(), account()];
+    await ledger.createAccounts([a, b]);
+    const resolve = (id: string, pending_id: string, flags: number) =>
+      transfer(ZERO_ID, ZERO_ID, null, { id, pending_id, flags, ledger: 0, code: 0 });
+    const first = transfer(a.id, b.id, 101n, { flags: TransferFlags.pending | TransferFlags.linked });
+    const voided = resolve(ledgerId(), first.id, TransferFlags.void_pending_transfer);
+    expect(await ledger.createTransfers([first, voided])).toEqual(['ok', 'ok']);
+    const second = transfer(a.id, b.id, 1n, { flags: TransferFlags.pending });
+    expect(await ledger.createTransfers([second])).toEqual(['ok']);
+    // The void's id again, now naming the second pending transfer.
+    expect(
+      await ledger.createTransfers([resolve(voided.id, second.id, TransferFlags.void_pending_transfer)]),
+    ).toEqual(['exists_with_different_pending_id']);
+    expect(
+      await ledger.createTransfers([resolve(ledgerId(), second.id, TransferFlags.post_pending_transfer)]),
+    ).toEqual(['ok']);
+    expect(await balances(a.id, b.id)).toEqual([
+      { dp: 0n, dpo: 1n, cp: 0n, cpo: 0n },
+      { dp: 0n, dpo: 0n, cp: 0n, cpo: 1n },
+    ]);
+  });
+
+  it('a post through a second process, whose cached balances lack the pending amount, is decided on stored ones', async () => {
+    const other = new Ledger(pool);
+    const [a, b] = [account(), account()];
+    await ledger.createAccounts([a, b]);
+    // The other process caches the accounts' balances, then this one adds a pending transfer.
+    expect(await other.createTransfers([transfer(a.id, b.id, 5n)])).toEqual(['ok']);
+    const pending = transfer(a.id, b.id, 40n, { flags: TransferFlags.pending });
+    expect(await ledger.createTransfers([pending])).toEqual(['ok']);
+    const post = transfer(ZERO_ID, ZERO_ID, null, {
+      pending_id: pending.id,
+      flags: TransferFlags.post_pending_transfer,
+      ledger: 0,
+      code: 0,
+    });
+    expect(await other.createTransfers([post])).toEqual(['ok']);
+    expect(await balances(a.id)).toEqual([{ dp: 0n, dpo: 45n, cp: 0n, cpo: 0n }]);
+    expect(JSON.stringify(await verifyLedger(pool))).toBe('[]');
+  });
+
   it("test and live money never meet: the other mode's accounts and pending transfers do not exist", async () => {
     const [t1, t2] = [account(), account()];
     const [l1, l2] = [account(0, { livemode: true }), account(0, { livemode: true })];

@@ -390,8 +390,13 @@ export class Ledger {
     careful: boolean,
   ): Promise<CreateTransferResult[]> {
     const copying = this.copies(inputs.length);
+    // Posts and voids take no balances from the cache: their rules assert that an account's
+    // pending balance holds the pending amount, which a stale cached balance (another process
+    // wrote the account) would fail before the checked update could tell it was stale. They
+    // read their pending transfers anyway, and the accounts come in the same round trip.
+    const known = inputs.some((t) => (t.flags & POST_OR_VOID) !== 0) ? NOTHING_KNOWN : this.known;
     return withTransaction(copying ? this.opts.copy_pool! : this.pool, async (tx) => {
-      const state = await loadTransferBatch(tx, inputs, careful, this.known);
+      const state = await loadTransferBatch(tx, inputs, careful, known);
       const original = balancesByAccount(state);
       const outcome = applyTransfers(inputs, state, this.clock);
       assertBatchInvariants(original, state, outcome);
@@ -402,11 +407,17 @@ export class Ledger {
         if (suspects.length > 0 && (await anyTransferExists(tx, suspects))) throw new RetryCarefully();
       }
       // Remembered before the commit, so a batch started meanwhile builds on this one; if
-      // this one fails, its accounts are forgotten and that batch's checked update fails.
+      // this one fails, every account it touched is forgotten (those a post or void names
+      // through its pending transfer too) and that batch's checked update fails.
       this.remember(outcome, state);
-      const copy = copying && outcome.created.length > 0;
-      if (copy) await tx.copyIn(COPY_TRANSFERS, transfersCopyData(outcome.created));
-      await tx.commit(transferBatchWrites(outcome, state, original, this.clock(), copy));
+      try {
+        const copy = copying && outcome.created.length > 0;
+        if (copy) await tx.copyIn(COPY_TRANSFERS, transfersCopyData(outcome.created));
+        await tx.commit(transferBatchWrites(outcome, state, original, this.clock(), copy));
+      } catch (err) {
+        for (const id of outcome.touched) this.known.delete(id);
+        throw err;
+      }
       return outcome.results;
     });
   }
@@ -479,6 +490,8 @@ export class Ledger {
     return outcome.results;
   }
 }
+
+const NOTHING_KNOWN: ReadonlyMap<string, Account> = new Map();
 
 /** How long a pipelined COPY batch waits for the one before it (which normally takes ms). */
 const COPY_WAIT_MS = 5_000;
