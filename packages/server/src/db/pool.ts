@@ -161,7 +161,7 @@ export class Tx implements Queryable {
     const queued = await Promise.allSettled(this.queued);
     for (const r of [began, ...queued, result, commit]) if (r.status === 'rejected') throw r.reason;
     const tag = (commit as PromiseFulfilledResult<QueryResult>).value.command;
-    if (tag !== 'COMMIT') throw new Error(`transaction ended with ${tag}`);
+    if (tag !== 'COMMIT') throw new RolledBack(tag);
     this.state = 'committed';
     return (result as PromiseFulfilledResult<QueryResult | null>).value;
   }
@@ -498,6 +498,8 @@ export function mergeInserts(inserts: readonly Statement[]): Statement[] {
       group.every((g) => g.values.length === width),
       'statements of one text have as many values',
     );
+    // Else a row would silently take values of the next one.
+    assert(Math.max(0, ...shape.placeholders) === width, 'every value has its placeholder');
     assert(width * group.length <= MAX_PARAMETERS, 'a merged insert stays within the protocol’s parameters');
     let text_out = shape.head;
     for (let row = 0; row < group.length; row += 1) {
@@ -548,6 +550,18 @@ export async function withTransaction<T>(pool: Pool, fn: (tx: Tx) => Promise<T>)
     }
   }
   assert(false, 'withTransaction loop must return or throw');
+}
+
+/** The database answered a COMMIT by ending the transaction otherwise (ROLLBACK). */
+class RolledBack extends Error {
+  constructor(tag: string) {
+    super(`transaction ended with ${tag}`);
+  }
+}
+
+/** Whether `err` says the transaction was rolled back (so nothing of it committed). */
+export function isRolledBack(err: unknown): boolean {
+  return err instanceof RolledBack;
 }
 
 /** A serialization failure or deadlock: the database asks to run the transaction again. */

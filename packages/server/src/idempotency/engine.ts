@@ -1,8 +1,11 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
+import pg from 'pg';
 import type { Logger } from 'pino';
 import {
   combineWrites,
   isMergeableInsert,
+  isRetryableConflict,
+  isRolledBack,
   isUniqueViolation,
   MAX_QUEUED,
   mergeInserts,
@@ -20,11 +23,13 @@ import {
   MonetaError,
 } from '../lib/errors.ts';
 import {
+  BatchOutcomeUnknown,
   bindPhaseBatch,
   DEFAULT_PHASE_BATCH_OPTIONS,
   PhaseBatch,
   PhaseBatcher,
   type PhaseBatchOptions,
+  PhasesFailed,
 } from './phase-batch.ts';
 import {
   type ExecutionResult,
@@ -335,15 +340,14 @@ export class IdempotencyEngine {
   private async runTogether(tx: Tx, jobs: BatchJob[]): Promise<PhaseOutcome[]> {
     const batch = new PhaseBatch();
     bindPhaseBatch(tx, batch);
-    const settled = await Promise.allSettled(jobs.map((job) => job.fn(tx)));
-    const decided = settled.map((result) => {
-      if (result.status === 'rejected') throw result.reason;
-      return result.value;
-    });
+    const decided = failedPhases(await Promise.allSettled(jobs.map((job) => job.fn(tx))));
+    // The deferred work first (the ledger booking locks its accounts), then the phases'
+    // writes: the order in which a phase alone takes its locks (intent, accounts, the rest),
+    // so a batch and a phase alone cannot wait for each other in a cycle.
+    await batch.finish(tx);
     // Every check is made before the COMMIT, by the statements themselves: a key row update
     // raises when its lock was taken over (moneta_assert_rows), a fresh key's plain INSERT
-    // (merged) fails on a duplicate. Nothing may fail after the commit: the batch would then
-    // be run again phase by phase.
+    // (merged) fails on a duplicate.
     const inserts: Statement[] = [];
     decided.forEach(({ writes = [], ...outcome }, i) => {
       const key = this.keyStatement(jobs[i]!.run, outcome);
@@ -351,10 +355,17 @@ export class IdempotencyEngine {
       for (const w of key ? [...writes, key] : writes) (isMergeableInsert(w) ? inserts : others).push(w);
       if (others.length > 0) tx.queue(combineWrites(others));
     });
-    // In order of first appearance, so a row is inserted before rows that refer to it.
+    // Kinds in the order each first appears; none of these tables refers to another by a
+    // foreign key, which would need its referent's statement first.
     for (const insert of mergeInserts(inserts)) tx.queue(insert);
-    await batch.finish(tx);
-    await tx.commit();
+    try {
+      await tx.commit();
+    } catch (err) {
+      // The database answered (a statement failed, the COMMIT rolled back): nothing committed.
+      // Otherwise the connection broke with the COMMIT sent, and the batch may have committed.
+      if (err instanceof pg.DatabaseError || isRolledBack(err)) throw err;
+      throw new BatchOutcomeUnknown(err);
+    }
     return decided;
   }
 
@@ -580,6 +591,25 @@ export class IdempotencyEngine {
     return deleted;
   }
 }
+
+/**
+ * The phases' outcomes, or what their failure calls for: a conflict the database asks to
+ * retry (deadlock, serialization) as it is, for withTransaction to run the batch again;
+ * otherwise the phases that failed by themselves, not those that only found the transaction
+ * aborted by another's error (25P02).
+ */
+function failedPhases(settled: PromiseSettledResult<PhaseOutcome>[]): PhaseOutcome[] {
+  const failures = settled.flatMap((r, i) =>
+    r.status === 'rejected' ? [{ i, err: r.reason as unknown }] : [],
+  );
+  if (failures.length === 0) return settled.map((r) => (r as PromiseFulfilledResult<PhaseOutcome>).value);
+  const retryable = failures.find((f) => isRetryableConflict(f.err));
+  if (retryable) throw retryable.err;
+  const own = failures.filter((f) => (f.err as { code?: string }).code !== IN_FAILED_TRANSACTION);
+  throw new PhasesFailed((own.length > 0 ? own : failures).map((f) => f.i));
+}
+
+const IN_FAILED_TRANSACTION = '25P02';
 
 const KEY_CONSTRAINT = 'idempotency_keys_pkey';
 /** Raised by moneta_assert_rows (migration 0002) when the lock holder changed under us. */

@@ -1,15 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { PhaseBatcher } from './phase-batch.ts';
+import { BatchOutcomeUnknown, PhaseBatcher, PhasesFailed } from './phase-batch.ts';
 
 /** The batcher's queue on its own: which jobs go together (no database: the commit is a stand-in). */
-function recorder(opts: { max_batch: number; fail_with?: string }) {
+function recorder(opts: {
+  max_batch: number;
+  fail_with?: string;
+  failure?: 'generic' | 'phases' | 'unknown';
+}) {
   const batches: string[][] = [];
   const alone: string[] = [];
   const batcher = new PhaseBatcher<{ id: string; object: string }, string>(
     { max_batch: opts.max_batch, max_in_flight: 1, max_queued: 100 },
     async (jobs) => {
       batches.push(jobs.map((j) => j.id));
-      if (opts.fail_with && jobs.some((j) => j.id === opts.fail_with)) throw new Error('batch failed');
+      const failing = jobs.findIndex((j) => j.id === opts.fail_with);
+      if (failing >= 0) {
+        if (opts.failure === 'phases') throw new PhasesFailed([failing]);
+        if (opts.failure === 'unknown') throw new BatchOutcomeUnknown(new Error('connection lost'));
+        throw new Error('batch failed');
+      }
       return jobs.map((j) => `together:${j.id}`);
     },
     async (job) => {
@@ -39,6 +48,34 @@ describe('phase batcher', () => {
       ['j3', 'j5'],
     ]);
     expect(results).toEqual(['together:j1', 'together:j2', 'together:j3', 'together:j4', 'together:j5']);
+  });
+
+  it('a phase that failed by itself runs alone; the others go together again', async () => {
+    const { batcher, batches, alone } = recorder({ max_batch: 10, fail_with: 'j2', failure: 'phases' });
+    const results = await Promise.allSettled(
+      ['j1', 'j2', 'j3'].map((id) => batcher.submit({ id, object: id })),
+    );
+    expect(batches).toEqual([
+      ['j1', 'j2', 'j3'],
+      ['j1', 'j3'],
+    ]);
+    expect(alone).toEqual(['j2']);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([
+      'together:j1',
+      'j2 failed',
+      'together:j3',
+    ]);
+  });
+
+  it('a batch whose commit may have happened is never run again: every job gets the error', async () => {
+    const { batcher, batches, alone } = recorder({ max_batch: 10, fail_with: 'j1', failure: 'unknown' });
+    const results = await Promise.allSettled(['j1', 'j2'].map((id) => batcher.submit({ id, object: id })));
+    expect(batches).toHaveLength(1);
+    expect(alone).toEqual([]);
+    expect(results.map((r) => r.status === 'rejected' && (r.reason as Error).message)).toEqual([
+      'connection lost',
+      'connection lost',
+    ]);
   });
 
   it('a failed batch runs each job alone, and only the failing one gets an error', async () => {

@@ -143,22 +143,62 @@ export class PhaseBatcher<J, R> {
     return batch;
   }
 
-  private async run(batch: Waiting<J, R>[]): Promise<void> {
-    if (batch.length > 1) {
-      let results: R[] | null = null;
-      try {
-        results = await this.commitTogether(batch.map((w) => w.job));
-      } catch {
-        // Rolled back: each goes on its own below, where its own error (if any) is its answer.
-      }
-      if (results) {
-        assert(results.length === batch.length, 'a batch answers every job');
-        batch.forEach((w, i) => {
-          w.resolve(results[i]!);
-        });
+  /**
+   * A batch, then what its failure calls for: the phases that failed run alone and the rest
+   * together once more (a client's mistake in one phase must not cost the others their
+   * batch); any other failure runs every phase alone; a commit whose outcome is unknown is
+   * answered with its error, never run again.
+   */
+  private async run(batch: Waiting<J, R>[], retries_left = 1): Promise<void> {
+    if (batch.length < 2) {
+      await Promise.all(batch.map((w) => this.alone(w)));
+      return;
+    }
+    let results: R[];
+    try {
+      results = await this.commitTogether(batch.map((w) => w.job));
+    } catch (err) {
+      if (err instanceof BatchOutcomeUnknown) {
+        for (const w of batch) w.reject(err.cause);
         return;
       }
+      const failed = err instanceof PhasesFailed && retries_left > 0 ? new Set(err.indices) : null;
+      if (!failed) {
+        await Promise.all(batch.map((w) => this.alone(w)));
+        return;
+      }
+      const rest = batch.filter((_, i) => !failed.has(i));
+      await Promise.all([
+        ...batch.filter((_, i) => failed.has(i)).map((w) => this.alone(w)),
+        this.run(rest, retries_left - 1),
+      ]);
+      return;
     }
-    await Promise.all(batch.map((w) => this.commitAlone(w.job).then(w.resolve, w.reject)));
+    assert(results.length === batch.length, 'a batch answers every job');
+    batch.forEach((w, i) => {
+      w.resolve(results[i]!);
+    });
+  }
+
+  private alone(w: Waiting<J, R>): Promise<void> {
+    return this.commitAlone(w.job).then(w.resolve, w.reject);
+  }
+}
+
+/** Phases of a batch that failed (by their index), the batch rolled back: the others may go together again. */
+export class PhasesFailed extends Error {
+  constructor(readonly indices: readonly number[]) {
+    super(`${indices.length} phase(s) of the batch failed`);
+  }
+}
+
+/**
+ * The batch's COMMIT was sent and its answer lost (the connection broke): it may have
+ * committed, so its phases must not run again; each answers with `cause`, as a phase alone
+ * would.
+ */
+export class BatchOutcomeUnknown extends Error {
+  constructor(override readonly cause: unknown) {
+    super('the outcome of a batch commit is unknown');
   }
 }
