@@ -302,12 +302,10 @@ export class IdempotencyEngine {
   }
 
   /**
-   * Phases together in one transaction: all run at once on its connection; their writes go
-   * out, single-row INSERTs of one kind merged into one statement (`mergeInserts`: the
-   * phases' events, say), the rest one statement per phase with its key row; then the work
-   * they deferred runs once (the ledger booking, whose account locks are the hot ones, so it
-   * comes last), and one COMMIT ends them all. Any failure fails the batch and each phase is
-   * then run on its own (see PhaseBatcher), which is where errors are answered.
+   * Phases together in one transaction (see runTogether). A failure rolls the batch back and
+   * tells the batcher what it calls for (see PhaseBatcher.run): phases that failed by
+   * themselves (PhasesFailed), a commit of unknown outcome (BatchOutcomeUnknown), or anything
+   * else; each phase that runs again alone is answered there.
    */
   private async commitTogether(jobs: BatchJob[]): Promise<PhaseOutcome[]> {
     let decided: PhaseOutcome[];
@@ -336,7 +334,12 @@ export class IdempotencyEngine {
     }
   }
 
-  /** One try of a batch (withTransaction tries again after a deadlock, in a new transaction). */
+  /**
+   * One try of a batch (withTransaction tries again after a deadlock, in a new transaction):
+   * the phases run at once on its connection; the work they deferred runs once; their writes
+   * go out, single-row INSERTs of one kind merged (`mergeInserts`: the phases' events, say),
+   * the rest one statement per phase with its key row; one COMMIT ends them all.
+   */
   private async runTogether(tx: Tx, jobs: BatchJob[]): Promise<PhaseOutcome[]> {
     const batch = new PhaseBatch();
     bindPhaseBatch(tx, batch);

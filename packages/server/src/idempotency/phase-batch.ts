@@ -12,9 +12,10 @@ import { NextTurn } from '../lib/waker.ts';
  * of them, and one COMMIT makes them all durable. Each still commits all or nothing, since
  * the batch does; each caller hears only once the batch is durable.
  *
- * If anything in a batch fails, the whole transaction rolls back and each phase is run
- * again on its own, exactly as without batching: a phase must therefore not act outside
- * its transaction (which atomic phases never do), and the rare failure costs one more try.
+ * If anything in a batch fails, the whole transaction rolls back and phases run again:
+ * those that failed by themselves alone, exactly as without batching, the others together
+ * once more (see PhaseBatcher.run). A phase must therefore not act outside its transaction
+ * (which atomic phases never do); a failure costs one more try.
  */
 
 export interface PhaseBatchOptions {
