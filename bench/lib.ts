@@ -1,10 +1,18 @@
 /** What every benchmark here needs: a scratch database and medians. */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { EmbeddedPostgres } from '../packages/server/src/db/embedded.ts';
 import { createLogger } from '../packages/server/src/ops/logger.ts';
+
+const RESULTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
+
+/** Writes a run's summary to `bench/results/<name>-latest.json`, which the docs quote. */
+export function writeResults(name: string, summary: unknown): Promise<void> {
+  return writeFile(path.join(RESULTS_DIR, `${name}-latest.json`), `${JSON.stringify(summary, null, 2)}\n`);
+}
 
 export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);

@@ -10,12 +10,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { type Classify, cpuSince, cpuSnapshot, descendsFrom, isBackendOf } from './cpu.ts';
-import { benchDatabase, machine, median } from './lib.ts';
+import { benchDatabase, machine, median, writeResults } from './lib.ts';
 import { type OpenLoopResult, openLoop } from './open-loop.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -289,8 +288,5 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
   );
   console.log(`CPU ms per request (medians): bare ${formatCpu(summary.bare_median_cpu_ms_per_request)}`);
   console.log(`                              moneta ${formatCpu(summary.moneta_median_cpu_ms_per_request)}`);
-  await writeFile(
-    path.join(HERE, `results/${bench.name}-latest.json`),
-    `${JSON.stringify(summary, null, 2)}\n`,
-  );
+  await writeResults(bench.name, summary);
 }

@@ -9,18 +9,14 @@
  *
  *   npm run bench:ledger-cost      BENCH_RUNS=3 BENCH_BATCHES=1000
  */
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { migrate } from '../../packages/server/src/db/migrate.ts';
 import { createPool, type Pool } from '../../packages/server/src/db/pool.ts';
 import { DEFAULT_LEDGER_OPTIONS, Ledger, ledgerId } from '../../packages/server/src/ledger/index.ts';
 import { accountInput, transferInput } from '../../packages/server/test/ledger-fixtures.ts';
 import { type Classify, cpuSince, cpuSnapshot } from '../cpu.ts';
-import { benchDatabase, machine, median } from '../lib.ts';
+import { benchDatabase, machine, median, writeResults } from '../lib.ts';
 import { randomPair } from './pairs.ts';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 1_000);
 const SIZES = [1, 10, 20, 50, 100] as const;
@@ -117,10 +113,7 @@ async function main() {
   console.log(
     `fit through 10 and 100: ${per_transfer_us.toFixed(1)} µs per transfer + ${per_batch_us.toFixed(0)} µs per batch`,
   );
-  await writeFile(
-    path.join(HERE, '../results/ledger-cost-latest.json'),
-    `${JSON.stringify(summary, null, 2)}\n`,
-  );
+  await writeResults('ledger-cost', summary);
 }
 
 await main();

@@ -9,9 +9,6 @@
  *
  *   npm run bench:ledger        BENCH_RUNS=3 BENCH_SECONDS=5
  */
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { migrate } from '../../packages/server/src/db/migrate.ts';
 import { createPool, type Pool } from '../../packages/server/src/db/pool.ts';
 import {
@@ -22,10 +19,9 @@ import {
   type TransferInput,
 } from '../../packages/server/src/ledger/index.ts';
 import { accountInput, transferInput } from '../../packages/server/test/ledger-fixtures.ts';
-import { benchDatabase, machine, median } from '../lib.ts';
+import { benchDatabase, machine, median, writeResults } from '../lib.ts';
 import { randomPair } from './pairs.ts';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CALLERS = 20;
@@ -169,7 +165,7 @@ async function main() {
   console.log(
     `batch API (8,189 a call): median ${summary.batch_transfers_per_s.toFixed(0)}/s (target ≥ 100,000/s)`,
   );
-  await writeFile(path.join(HERE, '../results/ledger-latest.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  await writeResults('ledger', summary);
 }
 
 await main();

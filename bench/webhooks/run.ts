@@ -16,14 +16,13 @@
  *   npm run bench:webhooks     BENCH_RUNS=3 BENCH_BACKLOG=20000 BENCH_RATE=500 BENCH_SECONDS=10
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { loadConfig } from '../../packages/server/src/config/index.ts';
-import { benchDatabase, machine, median } from '../lib.ts';
+import { benchDatabase, machine, median, writeResults } from '../lib.ts';
 import { openLoop } from '../open-loop.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -262,4 +261,4 @@ console.log(
   `dispatcher: median ${summary.dispatcher_median_deliveries_per_s.toFixed(0)} deliveries/s (target ≥ 2,000); bare POSTs ${summary.bare_post_median_per_s.toFixed(0)}/s; ratio ${summary.ratio.toFixed(2)}`,
 );
 console.log(`commit to delivery at ${RATE}/s: p99 ${lat?.p99_ms.toFixed(0)} ms (target ≤ 100 ms)`);
-await writeFile(path.join(HERE, '../results/webhooks-latest.json'), `${JSON.stringify(summary, null, 2)}\n`);
+await writeResults('webhooks', summary);

@@ -424,6 +424,8 @@ interface InsertShape {
   pieces: string[];
   /** pieces[i] is followed by placeholder $placeholders[i] (the last piece by none). */
   placeholders: number[];
+  /** The highest placeholder: the number of values each row must bring. */
+  width: number;
 }
 
 /** Shapes by statement text (texts are constants of the code; bounded all the same). */
@@ -462,7 +464,7 @@ function parseInsertShape(text: string): InsertShape | null {
     last = p.index + p[0].length;
   }
   pieces.push(row.slice(last));
-  return { head: text.slice(0, values_at), pieces, placeholders };
+  return { head: text.slice(0, values_at), pieces, placeholders, width: Math.max(0, ...placeholders) };
 }
 
 /** Whether `statement` is a single-row INSERT that `mergeInserts` can join with others of its text. */
@@ -493,13 +495,12 @@ export function mergeInserts(inserts: readonly Statement[]): Statement[] {
       merged.push(group[0]!);
       continue;
     }
-    const width = group[0]!.values.length;
+    const width = shape.width;
+    // Else a row would silently take values of the next one.
     assert(
       group.every((g) => g.values.length === width),
-      'statements of one text have as many values',
+      'every value of every row has its placeholder',
     );
-    // Else a row would silently take values of the next one.
-    assert(Math.max(0, ...shape.placeholders) === width, 'every value has its placeholder');
     assert(width * group.length <= MAX_PARAMETERS, 'a merged insert stays within the protocol’s parameters');
     let text_out = shape.head;
     for (let row = 0; row < group.length; row += 1) {

@@ -129,7 +129,7 @@ export interface EngineOptions {
   onCommit?: (writes: readonly Statement[]) => void;
   /** Group commit of phases marked `batch` (see PhaseBatcher); defaults otherwise. */
   phase_batch?: PhaseBatchOptions;
-  /** Told of each batch of two or more phases: how many, and whether it committed (or they ran alone). */
+  /** Told of each batch of two or more phases: how many, and whether it committed (or rolled back). */
   onBatch?: (phases: number, committed: boolean) => void;
 }
 
@@ -312,7 +312,7 @@ export class IdempotencyEngine {
     try {
       decided = await withTransaction(this.pool, (tx) => this.runTogether(tx, jobs));
     } catch (err) {
-      this.opts.log.debug({ err, phases: jobs.length }, 'phase batch failed; its phases run one by one');
+      this.opts.log.debug({ err, phases: jobs.length }, 'phase batch rolled back; its phases run again');
       this.opts.onBatch?.(jobs.length, false);
       throw err;
     }
@@ -343,7 +343,7 @@ export class IdempotencyEngine {
   private async runTogether(tx: Tx, jobs: BatchJob[]): Promise<PhaseOutcome[]> {
     const batch = new PhaseBatch();
     bindPhaseBatch(tx, batch);
-    const decided = failedPhases(await Promise.allSettled(jobs.map((job) => job.fn(tx))));
+    const decided = outcomesOrFailure(await Promise.allSettled(jobs.map((job) => job.fn(tx))));
     // The deferred work first (the ledger booking locks its accounts), then the phases'
     // writes: the order in which a phase alone takes its locks (intent, accounts, the rest),
     // so a batch and a phase alone cannot wait for each other in a cycle.
@@ -601,7 +601,7 @@ export class IdempotencyEngine {
  * otherwise the phases that failed by themselves, not those that only found the transaction
  * aborted by another's error (25P02).
  */
-function failedPhases(settled: PromiseSettledResult<PhaseOutcome>[]): PhaseOutcome[] {
+function outcomesOrFailure(settled: PromiseSettledResult<PhaseOutcome>[]): PhaseOutcome[] {
   const failures = settled.flatMap((r, i) =>
     r.status === 'rejected' ? [{ i, err: r.reason as unknown }] : [],
   );

@@ -40,7 +40,7 @@ export class Metrics {
   });
   readonly phase_batches_failed = new client.Counter({
     name: 'moneta_phase_batches_failed_total',
-    help: 'Batches of phases rolled back and run again one phase at a time (a phase failed in it)',
+    help: 'Batches of phases rolled back (a phase failed in it): the failed phases run again alone, the others together',
     registers: [this.registry],
   });
   readonly rate_limited = new client.Counter({

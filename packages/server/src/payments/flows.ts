@@ -686,7 +686,8 @@ export function makePaymentOperations(deps: PaymentDeps): PaymentOperations {
             );
             const attempt = attemptInsert(ctx.scope, intent, 'authorize', input.amount);
             // Nothing read (for a test shortcut, with the merchant's acquirer cached): the card,
-            // the intent, its attempt, the event and the idempotency record commit as one statement.
+            // the intent, its attempt, the event and the idempotency record are inserts only,
+            // one statement alone, merged with other creations' rows in a batch.
             return {
               recovery_point: 'authorize',
               state: { intent_id: intent.id, attempt_id: attempt.id, pm, intent: forCall(intent) },

@@ -33,8 +33,8 @@ export function accountsOf(
  * after a crash). Call it last before the commit: the accounts stay locked until then.
  */
 export async function ledgerWrites(deps: PaymentDeps, tx: Tx, transfers: TransferInput[]): Promise<void> {
-  // In a batch of phases the booking of all of them is one: their accounts are locked once,
-  // after every phase's own writes, so the hot ones are held only for the commit.
+  // In a batch of phases the booking of all of them is one: their accounts are locked once
+  // per batch, not once per payment (see IdempotencyEngine.runTogether for when).
   const batch = phaseBatchOf(tx);
   if (batch) {
     batch.defer(deps.ledger, transfers, (batch_tx, all) => bookTransfers(deps, batch_tx, all));
