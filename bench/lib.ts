@@ -9,9 +9,13 @@ import { createLogger } from '../packages/server/src/ops/logger.ts';
 
 const RESULTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
 
-/** Writes a run's summary to `bench/results/<name>-latest.json`, which the docs quote. */
-export function writeResults(name: string, summary: unknown): Promise<void> {
-  return writeFile(path.join(RESULTS_DIR, `${name}-latest.json`), `${JSON.stringify(summary, null, 2)}\n`);
+/**
+ * Writes a run's summary to `bench/results/<name>-latest.json`, which the docs quote, headed
+ * by when, on what machine and against which database it ran.
+ */
+export function writeResults(name: string, database: string, summary: object): Promise<void> {
+  const results = { date: new Date().toISOString(), machine: machine(), database, ...summary };
+  return writeFile(path.join(RESULTS_DIR, `${name}-latest.json`), `${JSON.stringify(results, null, 2)}\n`);
 }
 
 export const median = (xs: number[]): number => {
@@ -58,6 +62,6 @@ export async function benchDatabase(prefix: string): Promise<BenchDatabase> {
   };
 }
 
-export function machine(): string {
+function machine(): string {
   return `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.cpus()[0]?.model ?? ''}`;
 }

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { type Classify, cpuSince, cpuSnapshot, descendsFrom, isBackendOf } from './cpu.ts';
-import { benchDatabase, machine, median, writeResults } from './lib.ts';
+import { benchDatabase, median, writeResults } from './lib.ts';
 import { type OpenLoopResult, openLoop } from './open-loop.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -253,9 +253,6 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
   }
   const round_ratios = results.moneta.map((r, i) => r.rps / results.bare[i]!.rps);
   const summary = {
-    date: new Date().toISOString(),
-    machine: machine(),
-    database: db.kind,
     connections: CONNECTIONS,
     seconds_per_round: SECONDS,
     rounds: ROUNDS,
@@ -288,5 +285,5 @@ export async function runPairedBench(bench: PairedBench): Promise<void> {
   );
   console.log(`CPU ms per request (medians): bare ${formatCpu(summary.bare_median_cpu_ms_per_request)}`);
   console.log(`                              moneta ${formatCpu(summary.moneta_median_cpu_ms_per_request)}`);
-  await writeResults(bench.name, summary);
+  await writeResults(bench.name, db.kind, summary);
 }

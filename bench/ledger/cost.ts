@@ -14,7 +14,7 @@ import { createPool, type Pool } from '../../packages/server/src/db/pool.ts';
 import { DEFAULT_LEDGER_OPTIONS, Ledger, ledgerId } from '../../packages/server/src/ledger/index.ts';
 import { accountInput, transferInput } from '../../packages/server/test/ledger-fixtures.ts';
 import { type Classify, cpuSince, cpuSnapshot } from '../cpu.ts';
-import { benchDatabase, machine, median, writeResults } from '../lib.ts';
+import { benchDatabase, median, writeResults } from '../lib.ts';
 import { randomPair } from './pairs.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -93,9 +93,6 @@ async function main() {
   const per_batch_us = at(10) - 10 * per_transfer_us;
   const baseline_us = median(baseline_runs);
   const summary = {
-    date: new Date().toISOString(),
-    machine: machine(),
-    database: db.kind,
     runs: RUNS,
     batches_per_measure: BATCHES,
     baseline_commit_backend_us: baseline_us,
@@ -113,7 +110,7 @@ async function main() {
   console.log(
     `fit through 10 and 100: ${per_transfer_us.toFixed(1)} µs per transfer + ${per_batch_us.toFixed(0)} µs per batch`,
   );
-  await writeResults('ledger-cost', summary);
+  await writeResults('ledger-cost', db.kind, summary);
 }
 
 await main();

@@ -19,7 +19,7 @@ import {
   type TransferInput,
 } from '../../packages/server/src/ledger/index.ts';
 import { accountInput, transferInput } from '../../packages/server/test/ledger-fixtures.ts';
-import { benchDatabase, machine, median, writeResults } from '../lib.ts';
+import { benchDatabase, median, writeResults } from '../lib.ts';
 import { randomPair } from './pairs.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -137,9 +137,6 @@ async function main() {
     await db.close();
   }
   const summary = {
-    date: new Date().toISOString(),
-    machine: machine(),
-    database: db.kind,
     runs: RUNS,
     seconds_per_measure: SECONDS,
     baseline_commits_per_s: median(runs.baseline),
@@ -165,7 +162,7 @@ async function main() {
   console.log(
     `batch API (8,189 a call): median ${summary.batch_transfers_per_s.toFixed(0)}/s (target ≥ 100,000/s)`,
   );
-  await writeResults('ledger', summary);
+  await writeResults('ledger', db.kind, summary);
 }
 
 await main();

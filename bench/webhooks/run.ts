@@ -22,7 +22,7 @@ import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { loadConfig } from '../../packages/server/src/config/index.ts';
-import { benchDatabase, machine, median, writeResults } from '../lib.ts';
+import { benchDatabase, median, writeResults } from '../lib.ts';
 import { openLoop } from '../open-loop.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -242,9 +242,6 @@ try {
 }
 
 const summary = {
-  date: new Date().toISOString(),
-  machine: machine(),
-  database: db.kind,
   backlog_events: BACKLOG,
   endpoints: ENDPOINTS,
   runs: RUNS,
@@ -261,4 +258,4 @@ console.log(
   `dispatcher: median ${summary.dispatcher_median_deliveries_per_s.toFixed(0)} deliveries/s (target ≥ 2,000); bare POSTs ${summary.bare_post_median_per_s.toFixed(0)}/s; ratio ${summary.ratio.toFixed(2)}`,
 );
 console.log(`commit to delivery at ${RATE}/s: p99 ${lat?.p99_ms.toFixed(0)} ms (target ≤ 100 ms)`);
-await writeResults('webhooks', summary);
+await writeResults('webhooks', db.kind, summary);
