@@ -98,6 +98,34 @@ describe('appending', () => {
     expect(await verifyAudit(pool)).toEqual([]);
   });
 
+  it('appends across statements and a rolled-back savepoint move the head once per statement, with no gap', async () => {
+    const head = async () =>
+      (await pool.query('SELECT seq::int, encode(hash, $1) AS hash FROM audit_chain_head', ['hex'])).rows[0];
+    const before = (await chain()).length;
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(combineWrites([auditInsert(entry(11)), auditInsert(entry(12))]));
+      await client.query('SAVEPOINT undone');
+      await appendAudit(client, entry(13));
+      await client.query('ROLLBACK TO SAVEPOINT undone');
+      await appendAudit(client, entry(14));
+      // The head row holds the running head after each statement (later rows link to it).
+      const inside = await client.query('SELECT seq::int FROM audit_chain_head');
+      expect(inside.rows[0].seq).toBe(before + 3);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const rows = await chain();
+    expect(rows.map((r) => r.seq).slice(before)).toEqual([before + 1, before + 2, before + 3]);
+    expect(await head()).toEqual({ seq: before + 3, hash: rows.at(-1)!.hash });
+    // Another transaction, after this one: it starts from the committed head, not a stale one.
+    await appendAudit(pool, entry(15));
+    expect((await head()).seq).toBe(before + 4);
+    expect(await verifyAudit(pool)).toEqual([]);
+  });
+
   it('the batching writer: concurrent appends share statements, keep their order, and resolve once durable', async () => {
     const before = (await chain()).length;
     const writer = new AuditWriter(pool, { max_batch: 64 });

@@ -10,12 +10,15 @@
  * net, `details` passes through the same card-number mask as log lines.
  */
 export {
+  AUDIT_CASTS,
+  AUDIT_COLUMNS,
   AUDIT_OUTCOMES,
   type AuditContext,
   type AuditEntry,
   type AuditOutcome,
   appendAudit,
   auditInsert,
+  auditValues,
 } from './log.ts';
 export { type AuditFinding, MAX_FINDINGS, type VerifyAuditOptions, verifyAudit } from './verify.ts';
 export { AuditWriter, type AuditWriterOptions } from './writer.ts';

@@ -50,6 +50,9 @@ export function auditInsert(entry: AuditEntry): Statement {
 /** The columns a caller fills, in the order of `auditValues`. */
 export const AUDIT_COLUMNS = 'actor, action, outcome, origin, merchant_id, object_type, object_id, details';
 
+/** Their types, for statements that take each column as an array (`unnest`). */
+export const AUDIT_CASTS = ['text', 'text', 'text', 'text', 'text', 'text', 'text', 'jsonb'] as const;
+
 /** An entry's column values (checked, its details masked and serialized). */
 export function auditValues(entry: AuditEntry): (string | null)[] {
   checkEntry(entry);

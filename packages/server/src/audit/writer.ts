@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/pool.ts';
 import { assert, serviceUnavailable } from '../lib/errors.ts';
-import { AUDIT_COLUMNS, type AuditEntry, auditValues } from './log.ts';
+import { AUDIT_COLUMNS, type AuditEntry, auditValues, AUDIT_CASTS as CASTS } from './log.ts';
 
 /**
  * Appends entries that stand on their own (not part of a caller's transaction) in batches.
@@ -27,9 +27,6 @@ interface Waiting {
 
 const DEFAULT_MAX_BATCH = 512;
 const DEFAULT_MAX_QUEUED = 20_000;
-
-/** Column casts for unnest, in AUDIT_COLUMNS order. */
-const CASTS = ['text', 'text', 'text', 'text', 'text', 'text', 'text', 'jsonb'] as const;
 
 const BATCH_INSERT = {
   name: 'moneta_audit_insert_batch',

@@ -521,7 +521,7 @@ const MAX_PARAMETERS = 65_535;
 
 /**
  * Statements one transaction may queue: a phase queues a few; a batch of phases one per
- * phase, its merged inserts and the ledger's (see PhaseBatcher).
+ * phase, its merged inserts and the ledger's (see GroupCommit).
  */
 export const MAX_QUEUED = 256;
 

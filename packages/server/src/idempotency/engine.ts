@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { GroupCommit } from '../db/group-commit.ts';
 import {
   combineWrites,
   isMergeableInsert,
@@ -26,10 +27,9 @@ import {
   BatchOutcomeUnknown,
   bindPhaseBatch,
   DEFAULT_PHASE_BATCH_OPTIONS,
+  JobsFailed,
   PhaseBatch,
-  PhaseBatcher,
   type PhaseBatchOptions,
-  PhasesFailed,
 } from './phase-batch.ts';
 import {
   type ExecutionResult,
@@ -127,7 +127,7 @@ export interface EngineOptions {
   log: Logger;
   /** Told of each phase's writes once they are durable (the outbox dispatcher looks at once). */
   onCommit?: (writes: readonly Statement[]) => void;
-  /** Group commit of phases marked `batch` (see PhaseBatcher); defaults otherwise. */
+  /** Group commit of phases marked `batch` (see GroupCommit); defaults otherwise. */
   phase_batch?: PhaseBatchOptions;
   /** Told of each batch of two or more phases: how many, and whether it committed (or rolled back). */
   onBatch?: (phases: number, committed: boolean) => void;
@@ -143,7 +143,7 @@ interface BatchJob {
 
 export class IdempotencyEngine {
   private readonly operations = new Map<string, IdempotentOperation<unknown>>();
-  private readonly batcher: PhaseBatcher<BatchJob, PhaseOutcome>;
+  private readonly batcher: GroupCommit<BatchJob, PhaseOutcome>;
 
   constructor(
     private readonly pool: Pool,
@@ -152,7 +152,7 @@ export class IdempotencyEngine {
     const batch_opts = opts.phase_batch ?? DEFAULT_PHASE_BATCH_OPTIONS;
     // A batch queues a statement per phase; the other half is for merged inserts and deferred work.
     assert(batch_opts.max_batch <= MAX_QUEUED / 2, 'a batch queues within its transaction’s bound');
-    this.batcher = new PhaseBatcher(
+    this.batcher = new GroupCommit(
       batch_opts,
       (jobs) => this.commitTogether(jobs),
       (job) => this.commitPhase(job.run, job.fn),
@@ -289,7 +289,7 @@ export class IdempotencyEngine {
   }
 
   /**
-   * A phase that may share its transaction with others of its kind (see PhaseBatcher). A
+   * A phase that may share its transaction with others of its kind (see GroupCommit). A
    * fresh key's insert fails the whole batch when the key exists (a request repeated at
    * once); the phase then runs alone, where that failure is told apart (KeyConflict).
    */
@@ -303,8 +303,8 @@ export class IdempotencyEngine {
 
   /**
    * Phases together in one transaction (see runTogether). A failure rolls the batch back and
-   * tells the batcher what it calls for (see PhaseBatcher.run): phases that failed by
-   * themselves (PhasesFailed), a commit of unknown outcome (BatchOutcomeUnknown), or anything
+   * tells the batcher what it calls for (see GroupCommit.run): phases that failed by
+   * themselves (JobsFailed), a commit of unknown outcome (BatchOutcomeUnknown), or anything
    * else; each phase that runs again alone is answered there.
    */
   private async commitTogether(jobs: BatchJob[]): Promise<PhaseOutcome[]> {
@@ -609,7 +609,7 @@ function outcomesOrFailure(settled: PromiseSettledResult<PhaseOutcome>[]): Phase
   const retryable = failures.find((f) => isRetryableConflict(f.err));
   if (retryable) throw retryable.err;
   const own = failures.filter((f) => (f.err as { code?: string }).code !== IN_FAILED_TRANSACTION);
-  throw new PhasesFailed((own.length > 0 ? own : failures).map((f) => f.i));
+  throw new JobsFailed((own.length > 0 ? own : failures).map((f) => f.i));
 }
 
 const IN_FAILED_TRANSACTION = '25P02';

@@ -53,7 +53,7 @@ export interface PhaseContext<P> {
 export interface PhaseOptions {
   /**
    * Let the phase share its transaction with concurrent phases marked so (group commit; see
-   * PhaseBatcher), naming the object it changes (a payment intent's id). Phases of a batch
+   * GroupCommit), naming the object it changes (a payment intent's id). Phases of a batch
    * run at once and none sees the `writes` the others return, so a batch holds one phase per
    * object. For phases that run many at a time and rarely fail: a phase that fails in a batch
    * rolls it back, runs again alone, and costs the others of its batch one more try.

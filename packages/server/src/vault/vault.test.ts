@@ -106,6 +106,53 @@ describe('vault', () => {
     expect(await vault.useCard(scope, use(card_id, true), async (card) => card.cvc)).toBeNull();
   });
 
+  it('reads that arrive together share one statement: each opens its own card, takes only its own CVC, and is audited', async () => {
+    // Counts the statements the vault sends (the pool itself, seen through a proxy).
+    let reads = 0;
+    const counting = new Proxy(pool, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') return Reflect.get(target, prop, receiver);
+        return (statement: { name?: string }, ...rest: unknown[]) => {
+          if (statement?.name === 'moneta_vault_read_cards') reads += 1;
+          return (target.query as (...a: unknown[]) => unknown)(statement, ...rest);
+        };
+      },
+    });
+    const vault = new Vault(counting, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 3600, log });
+    const numbers = ['4242424242424242', '5555555555554444', '378282246310005', '6011111111111117'];
+    const cards = await Promise.all(numbers.map((n, i) => storeCard(vault, n, `${100 + i}`)));
+    const not_theirs = await storeCard(vault, '4000056655665556', null);
+    const elsewhere = { merchant_id: (await createMerchant(pool, { name: 'Other' })).merchant.id, livemode: false };
+    const [seen, foreign] = await Promise.all([
+      Promise.all(
+        cards.map((card_id, i) => vault.useCard(scope, use(card_id, i % 2 === 0), async (card) => ({ ...card }))),
+      ),
+      vault.useCard(elsewhere, use(not_theirs), async () => 'opened').catch((err) => err),
+    ]);
+    expect(reads).toBe(1);
+    expect(seen).toEqual(numbers.map((number, i) => ({ number, cvc: `${100 + i}` })));
+    expect(foreign).toBeInstanceOf(CardNotInVault);
+    // The consuming reads (0 and 2) took their CVCs; the others kept theirs.
+    expect(await Promise.all(cards.map((c) => vault.hasCvc(c)))).toEqual([false, true, false, true]);
+    const audit = await pool.query(
+      `SELECT object_id, merchant_id, outcome, details->>'consume_cvc' AS consume
+         FROM audit_log WHERE action = 'vault.card.use' AND object_id = ANY($1) ORDER BY seq`,
+      [[...cards, not_theirs]],
+    );
+    expect(audit.rows).toHaveLength(5);
+    expect(audit.rows).toEqual(
+      expect.arrayContaining([
+        ...cards.map((object_id, i) => ({
+          object_id,
+          merchant_id: scope.merchant_id,
+          outcome: 'success',
+          consume: String(i % 2 === 0),
+        })),
+        { object_id: not_theirs, merchant_id: elsewhere.merchant_id, outcome: 'failure', consume: 'false' },
+      ]),
+    );
+  });
+
   it('destroys CVCs nobody used once they expire', async () => {
     const vault = new Vault(pool, new EnvKeyProvider(`1:${key()}`, key()), { cvc_ttl_s: 60, log });
     const card_id = await storeCard(vault, '4000056655665556', '321');

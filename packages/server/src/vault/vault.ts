@@ -1,4 +1,5 @@
-import { type AuditEntry, AuditWriter, auditInsert } from '../audit/index.ts';
+import { AUDIT_CASTS, AUDIT_COLUMNS, type AuditEntry, auditInsert, auditValues } from '../audit/index.ts';
+import { GroupCommit } from '../db/group-commit.ts';
 import type { Pool, Statement } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
 import { newId } from '../lib/ids.ts';
@@ -106,8 +107,12 @@ const dataKeyContext = (id: string) => `dek:${id}`;
  */
 export class Vault {
   private refresh_timer: NodeJS.Timeout | null = null;
-  /** Card uses are audited in batches: one by one, the audit chain's lock paced every payment. */
-  private readonly audit: AuditWriter;
+  /**
+   * Card reads that arrive together share one statement, which also takes their CVCs and
+   * appends their audit rows: one by one, each read was a commit of its own and its audit
+   * row another, and the audit chain's lock paced every payment.
+   */
+  private readonly reads: GroupCommit<CardRead, CardRow | null>;
   private readonly sealing: Record<DataKeyPurpose, SealingKey | null> = { pan: null, cvc: null };
   /** Made ahead, committed, and current once `sealing` is spent. */
   private readonly upcoming: Record<DataKeyPurpose, SealingKey | null> = { pan: null, cvc: null };
@@ -119,7 +124,12 @@ export class Vault {
     readonly keys: KeyProvider,
     private readonly opts: VaultOptions,
   ) {
-    this.audit = new AuditWriter(pool);
+    this.reads = new GroupCommit(
+      CARD_READ_BATCH,
+      (jobs) => this.readCards(jobs),
+      async (job) => (await this.readCards([job]))[0]!,
+      (job) => job.use.card_id,
+    );
   }
 
   /**
@@ -321,13 +331,10 @@ export class Vault {
    * callers must not keep or log them (logs redact card numbers anyway).
    */
   async useCard<T>(scope: VaultScope, use: CardUse, fn: (card: CardInClear) => Promise<T>): Promise<T> {
-    const { rows } = await this.pool.query({
-      ...(use.consume_cvc ? READ_CARD_TAKING_CVC : READ_CARD),
-      values: [use.card_id, scope.merchant_id, scope.livemode],
-    });
-    const row = rows[0];
-    // Recorded (durably) before anything is decrypted.
-    await this.audit.append(cardUseEntry(scope, use, row ? 'success' : 'failure'));
+    // Checked now: a bad entry fails its caller, never the batch it would have joined.
+    const audit = auditValues(cardUseEntry(scope, use, 'success'));
+    const row = await this.reads.submit({ scope, use, audit });
+    // The statement that read the card recorded its use (durably) before anything is decrypted.
     if (!row) throw new CardNotInVault(use.card_id);
     const number = await this.openValue(
       { data_key_id: row.data_key_id, kek_version: row.kek_version, wrapped: row.wrapped_key },
@@ -347,6 +354,24 @@ export class Vault {
             cvcContext(use.card_id),
           );
     return fn({ number, cvc });
+  }
+
+  /** One statement for many reads: each job's card (null when not in the vault), in order. */
+  private async readCards(jobs: CardRead[]): Promise<(CardRow | null)[]> {
+    const audit = AUDIT_CASTS.map((_, c) => jobs.map((j) => j.audit[c]!));
+    const { rows } = await this.pool.query({
+      ...READ_CARDS,
+      values: [
+        jobs.map((j) => j.use.card_id),
+        jobs.map((j) => j.scope.merchant_id),
+        jobs.map((j) => j.scope.livemode),
+        jobs.map((j) => j.use.consume_cvc),
+        ...audit,
+      ],
+    });
+    const found: (CardRow | null)[] = jobs.map(() => null);
+    for (const row of rows as (CardRow & { n: string })[]) found[Number(row.n) - 1] = row;
+    return found;
   }
 
   /** Whether the card still has a CVC to use (for `cvc_check`). */
@@ -465,34 +490,65 @@ const CARD_COLUMNS = `c.data_key_id, coalesce(k.kek_version, c.kek_version) AS k
 const CARD_KEYS = `LEFT JOIN vault_data_keys k ON k.id = c.data_key_id
            LEFT JOIN vault_data_keys kv ON kv.id = v.data_key_id`;
 
-const READ_CARD = {
-  name: 'moneta_vault_read_card',
-  text: `SELECT ${CARD_COLUMNS}
-           FROM vault_cards c
-           LEFT JOIN vault_cvcs v ON v.card_id = c.id AND v.expires_at > now()
-           ${CARD_KEYS}
-          WHERE c.id = $1 AND c.merchant_id = $2 AND c.livemode = $3`,
+/**
+ * Reads cards, one row per card found (`n`: its job's place, from 1), and in the same
+ * statement, so in the same commit:
+ * - takes out the CVC of each read that consumes it: a CVC serves one authorization
+ *   (PCI DSS 3.3.1.2), so it is destroyed as it is read, before the call, not after it. A
+ *   repeat of the same call after a crash goes without it; the acquirer's inquiry settles
+ *   that attempt by its reference;
+ * - appends every read to the audit log, `failure` when the card was not found (another
+ *   merchant's, or deleted). Unreferenced, that INSERT runs after the rest: it takes the
+ *   audit chain's lock last, so the lock is held only for the commit.
+ */
+const READ_CARDS = {
+  name: 'moneta_vault_read_cards',
+  text: `WITH req AS (
+           SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::boolean[],
+                                ${AUDIT_CASTS.map((c, i) => `$${i + 5}::${c}[]`).join(', ')})
+                    WITH ORDINALITY AS r(card_id, req_merchant_id, req_livemode, consume,
+                                         ${AUDIT_COLUMNS.split(', ')
+                                           .map((c) => `a_${c}`)
+                                           .join(', ')}, n)),
+         found AS (
+           SELECT r.n, r.consume, c.*
+             FROM req r
+             JOIN vault_cards c ON c.id = r.card_id AND c.merchant_id = r.req_merchant_id
+                               AND c.livemode = r.req_livemode),
+         taken AS (
+           DELETE FROM vault_cvcs d USING found f
+            WHERE d.card_id = f.id AND f.consume
+           RETURNING d.card_id, d.data_key_id, d.kek_version, d.wrapped_key, d.cvc, d.expires_at),
+         cvcs AS (
+           SELECT card_id, data_key_id, kek_version, wrapped_key, cvc FROM taken WHERE expires_at > now()
+           UNION ALL
+           SELECT d.card_id, d.data_key_id, d.kek_version, d.wrapped_key, d.cvc
+             FROM vault_cvcs d JOIN found f ON d.card_id = f.id AND NOT f.consume
+            WHERE d.expires_at > now()),
+         audit AS (
+           INSERT INTO audit_log (${AUDIT_COLUMNS})
+           SELECT r.a_actor, r.a_action, CASE WHEN f.n IS NULL THEN 'failure' ELSE 'success' END,
+                  r.a_origin, r.a_merchant_id, r.a_object_type, r.a_object_id, r.a_details
+             FROM req r LEFT JOIN found f ON f.n = r.n
+            ORDER BY r.n)
+         SELECT c.n, ${CARD_COLUMNS}
+           FROM found c
+           LEFT JOIN cvcs v ON v.card_id = c.id
+           ${CARD_KEYS}`,
 };
 
-/**
- * The card, and its CVC taken out of the vault in the same statement: a CVC serves one
- * authorization (PCI DSS 3.3.1.2), so it is destroyed as it is read, before the call, not
- * after it. A repeat of the same call after a crash goes without it; the acquirer's inquiry
- * settles that attempt by its reference.
- */
-const READ_CARD_TAKING_CVC = {
-  name: 'moneta_vault_read_card_taking_cvc',
-  text: `WITH v AS (
-           DELETE FROM vault_cvcs
-            WHERE card_id = $1
-              AND EXISTS (SELECT 1 FROM vault_cards WHERE id = $1 AND merchant_id = $2 AND livemode = $3)
-           RETURNING data_key_id, kek_version, wrapped_key, cvc, expires_at)
-         SELECT ${CARD_COLUMNS}
-           FROM vault_cards c
-           LEFT JOIN v ON v.expires_at > now()
-           ${CARD_KEYS}
-          WHERE c.id = $1 AND c.merchant_id = $2 AND c.livemode = $3`,
-};
+/** Card reads at once: enough to cover a batch of payments, few enough to keep a statement short. */
+const CARD_READ_BATCH = { max_batch: 64, max_in_flight: 2, max_queued: 10_000 };
+
+interface CardRead {
+  scope: VaultScope;
+  use: CardUse;
+  /** The use's audit entry as column values (its outcome is decided by the read). */
+  audit: (string | null)[];
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: a row of READ_CARDS, read by column name
+type CardRow = Record<string, any>;
 
 /** AES-256-GCM under a batch data key; the clear bytes are wiped (the string cannot be). */
 function sealText(key: Buffer, text: string, context: string): Buffer {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BatchOutcomeUnknown, PhaseBatcher, PhasesFailed } from './phase-batch.ts';
+import { BatchOutcomeUnknown, GroupCommit, JobsFailed } from './group-commit.ts';
 
 /** The batcher's queue on its own: which jobs go together (no database: the commit is a stand-in). */
 function recorder(opts: {
@@ -9,13 +9,13 @@ function recorder(opts: {
 }) {
   const batches: string[][] = [];
   const alone: string[] = [];
-  const batcher = new PhaseBatcher<{ id: string; object: string }, string>(
+  const batcher = new GroupCommit<{ id: string; object: string }, string>(
     { max_batch: opts.max_batch, max_in_flight: 1, max_queued: 100 },
     async (jobs) => {
       batches.push(jobs.map((j) => j.id));
       const failing = jobs.findIndex((j) => j.id === opts.fail_with);
       if (failing >= 0) {
-        if (opts.failure === 'phases') throw new PhasesFailed([failing]);
+        if (opts.failure === 'phases') throw new JobsFailed([failing]);
         if (opts.failure === 'unknown') throw new BatchOutcomeUnknown(new Error('connection lost'));
         throw new Error('batch failed');
       }
