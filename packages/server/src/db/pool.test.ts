@@ -88,6 +88,39 @@ describe('pipelined transactions', () => {
     await pool.query('DELETE FROM t WHERE id >= 20');
   });
 
+  it('statements sent from several promise callbacks at once leave in one socket write, in order', async () => {
+    const seen = await withTransaction(pool, async (tx) => {
+      await tx.query('SELECT 1'); // the connection and BEGIN, before counting
+      const socket = (tx as unknown as { client: { connection: { stream: NodeJS.WritableStream } } }).client
+        .connection.stream as unknown as {
+        _writev: (...a: unknown[]) => void;
+        _write: (...a: unknown[]) => void;
+      };
+      let writes = 0;
+      const { _writev, _write } = socket;
+      socket._writev = (...a) => {
+        writes += 1;
+        _writev.apply(socket, a);
+      };
+      socket._write = (...a) => {
+        writes += 1;
+        _write.apply(socket, a);
+      };
+      // Five "phases", each reaching its statement in a callback of its own.
+      const rows = await Promise.all(
+        [1, 2, 3, 4, 5].map(async (i) => {
+          await Promise.resolve();
+          return (await tx.query('SELECT $1::int AS i', [i])).rows[0].i;
+        }),
+      );
+      socket._writev = _writev;
+      socket._write = _write;
+      await tx.commit();
+      return { rows, writes };
+    });
+    expect(seen).toEqual({ rows: [1, 2, 3, 4, 5], writes: 1 });
+  });
+
   it('combines writes with their placeholders renumbered, reusing one prepared shape', () => {
     const writes = [
       { name: 'w_a', text: 'INSERT INTO a VALUES ($1, $2)', values: [1, 2] },

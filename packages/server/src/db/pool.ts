@@ -99,6 +99,8 @@ export class Tx implements Queryable {
   private tail: Promise<unknown> = Promise.resolve();
   /** Statements sent with `queue`, whose outcome `commit` checks first. */
   private queued: Promise<unknown>[] = [];
+  /** The socket is held corked until the current burst of statements has been sent (see `send`). */
+  private corked = false;
 
   constructor(private readonly pool: Pool) {}
 
@@ -227,10 +229,26 @@ export class Tx implements Queryable {
     return next;
   }
 
-  /** Runs `queue` with the socket corked, BEGIN first if this is the transaction's first statement. */
+  /**
+   * Runs `queue` with the socket corked, BEGIN first if this is the transaction's first
+   * statement. The socket stays corked until the promise callbacks now running have run:
+   * the phases of a batch share this transaction and each sends its statements from its own
+   * callback, so they all leave in one write instead of one write (and one wake-up of the
+   * server) each.
+   */
   private send<T>(client: pg.PoolClient, queue: () => T): T {
     assert(client === this.client, 'one connection per transaction');
     const socket = client.connection.stream;
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      // A tick callback queued from a promise callback runs once the promise callbacks
+      // queued so far (and those they queue) have run: the end of this burst of statements.
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
     socket.cork();
     try {
       if (this.begin === null) {

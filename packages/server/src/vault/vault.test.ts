@@ -122,10 +122,15 @@ describe('vault', () => {
     const numbers = ['4242424242424242', '5555555555554444', '378282246310005', '6011111111111117'];
     const cards = await Promise.all(numbers.map((n, i) => storeCard(vault, n, `${100 + i}`)));
     const not_theirs = await storeCard(vault, '4000056655665556', null);
-    const elsewhere = { merchant_id: (await createMerchant(pool, { name: 'Other' })).merchant.id, livemode: false };
+    const elsewhere = {
+      merchant_id: (await createMerchant(pool, { name: 'Other' })).merchant.id,
+      livemode: false,
+    };
     const [seen, foreign] = await Promise.all([
       Promise.all(
-        cards.map((card_id, i) => vault.useCard(scope, use(card_id, i % 2 === 0), async (card) => ({ ...card }))),
+        cards.map((card_id, i) =>
+          vault.useCard(scope, use(card_id, i % 2 === 0), async (card) => ({ ...card })),
+        ),
       ),
       vault.useCard(elsewhere, use(not_theirs), async () => 'opened').catch((err) => err),
     ]);
