@@ -282,7 +282,8 @@ export function transferBatchWrites(
                JOIN unnest($16::uuid[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[])
                     AS v(id, was_dp, was_dpo, was_cp, was_cpo) ON a.id = v.id
               WHERE a.debits_pending = v.was_dp AND a.debits_posted = v.was_dpo
-                AND a.credits_pending = v.was_cp AND a.credits_posted = v.was_cpo)
+                AND a.credits_pending = v.was_cp AND a.credits_posted = v.was_cpo
+                AND a.id = ANY($16::uuid[]))
            SELECT moneta_assert_rows(
                     (SELECT count(*) FROM moneta_balances) + (SELECT count(*) FROM moneta_pending)
                       + (SELECT count(*) FROM moneta_consulted), $15, $21) AS ok`,
@@ -309,7 +310,10 @@ const CHECKED_BALANCES = `UPDATE ledger_accounts a
                $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
         AS v(id, dp, dpo, cp, cpo, was_dp, was_dpo, was_cp, was_cpo)
   WHERE a.id = v.id AND a.debits_pending = v.was_dp AND a.debits_posted = v.was_dpo
-    AND a.credits_pending = v.was_cp AND a.credits_posted = v.was_cpo`;
+    AND a.credits_pending = v.was_cp AND a.credits_posted = v.was_cpo
+    -- The ids again, as a filter on the table: a generic plan then finds the accounts by key
+    -- instead of scanning them all (which it chose from small-table estimates, and kept).
+    AND a.id = ANY($1::uuid[])`;
 
 /** The four balance columns of `rows` as parameter arrays, in the order the statements use. */
 function balanceArrays(rows: readonly Balances[]): [Buffer, Buffer, Buffer, Buffer] {
