@@ -1,4 +1,5 @@
 import { type Connector, ConnectorError, type Inquiry } from '../connectors/index.ts';
+import { type Gather, gathered } from '../db/gather.ts';
 import type { Statement, Tx } from '../db/pool.ts';
 import type { RequestScope } from '../idempotency/index.ts';
 import { assert } from '../lib/errors.ts';
@@ -120,25 +121,62 @@ export async function resolveAttempt(
  * read by a statement of its own, sent right behind the lock (same round trip): a statement
  * reads the database as it was when the statement began, so a status read inside the
  * locking statement could predate a recording that committed while it waited for the lock.
+ * The phases of a batch lock theirs together (INTENT_LOCKS).
  */
-export async function lockForRecord(
+export function lockForRecord(
   tx: Tx,
   scope: Scope,
   intent_id: string,
   attempt_id: string,
 ): Promise<{ intent: IntentRow; settled: boolean }> {
-  const [locked, attempt] = await Promise.all([
-    tx.query(
-      `SELECT ${INTENT_COLUMNS} FROM payment_intents WHERE id = $1 AND merchant_id = $2 AND livemode = $3 FOR UPDATE`,
-      [intent_id, scope.merchant_id, scope.livemode],
-    ),
-    tx.query('SELECT status FROM payment_attempts WHERE id = $1', [attempt_id]),
-  ]);
-  const intent = locked.rows[0] as IntentRow | undefined;
-  const attempt_status = attempt.rows[0]?.status as string | undefined;
-  assert(intent && attempt_status, 'the intent and its attempt exist');
-  return { intent, settled: attempt_status === 'succeeded' || attempt_status === 'failed' };
+  return gathered(tx, INTENT_LOCKS, { scope, intent_id, attempt_id });
 }
+
+interface LockRequest {
+  scope: Scope;
+  intent_id: string;
+  attempt_id: string;
+}
+
+const LOCK_INTENTS = `SELECT ${INTENT_COLUMNS.split(',')
+  .map((c) => `p.${c.trim()}`)
+  .join(', ')}
+   FROM payment_intents p
+   JOIN unnest($1::text[], $2::text[], $3::boolean[]) AS r(id, merchant_id, livemode)
+     ON p.id = r.id AND p.merchant_id = r.merchant_id AND p.livemode = r.livemode
+  WHERE p.id = ANY($1::text[])
+  ORDER BY p.id
+    FOR UPDATE OF p`;
+
+/**
+ * The locks of a batch's phases in two statements instead of two each: the intents, locked
+ * in id order (the order every batch takes them in, so two batches cannot wait for each
+ * other in a cycle), then their attempts' statuses.
+ */
+const INTENT_LOCKS: Gather<LockRequest, { intent: IntentRow; settled: boolean }> = {
+  async read(tx, items) {
+    const ids = items.map((r) => r.intent_id);
+    // Sent together (one round trip); the status read starts once the locks are held.
+    const [locked, attempts] = await Promise.all([
+      tx.query(LOCK_INTENTS, [
+        ids,
+        items.map((r) => r.scope.merchant_id),
+        items.map((r) => r.scope.livemode),
+      ]),
+      tx.query('SELECT id, status FROM payment_attempts WHERE id = ANY($1::text[])', [
+        items.map((r) => r.attempt_id),
+      ]),
+    ]);
+    const intents = new Map((locked.rows as IntentRow[]).map((row) => [row.id, row]));
+    const statuses = new Map(attempts.rows.map((row) => [row.id as string, row.status as string]));
+    return items.map((r) => {
+      const intent = intents.get(r.intent_id);
+      const attempt_status = statuses.get(r.attempt_id);
+      assert(intent && attempt_status, 'the intent and its attempt exist');
+      return { intent, settled: attempt_status === 'succeeded' || attempt_status === 'failed' };
+    });
+  },
+};
 
 /** What an inquiry says of an attempt: its answer, or still unknown. */
 export async function inquireAttempt<T>(
