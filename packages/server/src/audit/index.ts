@@ -21,4 +21,3 @@ export {
   auditValues,
 } from './log.ts';
 export { type AuditFinding, MAX_FINDINGS, type VerifyAuditOptions, verifyAudit } from './verify.ts';
-export { AuditWriter, type AuditWriterOptions } from './writer.ts';
