@@ -131,6 +131,46 @@ describe('appending', () => {
     expect(await verifyAudit(pool)).toEqual([]);
   });
 
+  it('a forged running head moves nothing: the head follows only rows that continue it', async () => {
+    const head = async () =>
+      (await pool.query('SELECT seq::int, encode(hash, $1) AS hash FROM audit_chain_head', ['hex'])).rows[0];
+    await appendAudit(pool, entry(20));
+    const before = await head();
+    const zeros = '00'.repeat(32);
+    const forged = async (running: string, insert: (client: pg.PoolClient) => Promise<unknown>) => {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query("SELECT set_config('moneta.audit_chain', $1, true)", [running]);
+        await insert(client);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw err;
+      } finally {
+        client.release();
+      }
+    };
+    // A statement that inserts nothing, with the head set back to the start: nothing moves.
+    await forged(`0:${zeros}`, (c) =>
+      c.query(
+        "INSERT INTO audit_log (actor, action, outcome, origin) SELECT 'x', 'y', 'success', 'z' WHERE false",
+      ),
+    );
+    expect(await head()).toEqual(before);
+    // Rows after a made-up head (ahead of the real one, or behind it) fail their statement.
+    await expect(
+      forged(`${before.seq + 10}:${before.hash}`, (c) => appendAudit(c, entry(21))),
+    ).rejects.toThrow('do not continue the chain head');
+    await expect(forged(`${before.seq - 1}:${zeros}`, (c) => appendAudit(c, entry(22)))).rejects.toThrow();
+    expect(await head()).toEqual(before);
+    expect(await verifyAudit(pool)).toEqual([]);
+    // The real head, without its lock, still links: the rows are right, so they are accepted.
+    await forged(`${before.seq}:${before.hash}`, (c) => appendAudit(c, entry(23)));
+    expect((await head()).seq).toBe(before.seq + 1);
+    expect(await verifyAudit(pool)).toEqual([]);
+  });
+
   it('many rows in one statement take consecutive seqs in their order and move the head once', async () => {
     const before = (await chain()).length;
     const n = 500;

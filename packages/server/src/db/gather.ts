@@ -7,7 +7,8 @@ import type { Tx } from './pool.ts';
  * it records an answer for, say) with a statement of its own, which PostgreSQL parses,
  * plans and answers one by one. Requests of one kind made in the same burst of promise
  * callbacks (before the next tick, when the transaction's socket is uncorked too) are handed
- * to `read` together, and each caller gets its own result.
+ * to `read` together, and each caller gets its own result. The read leaves at the next tick,
+ * behind statements sent directly in the same burst: a caller awaits it before it writes.
  */
 export function gathered<I, R>(tx: Tx, kind: Gather<I, R>, item: I): Promise<R> {
   let kinds = pending.get(tx);

@@ -90,4 +90,16 @@ describe('phase batcher', () => {
       'alone:j3',
     ]);
   });
+
+  it('a batch that answers the wrong number of jobs fails them all instead of leaving them waiting', async () => {
+    const batcher = new GroupCommit<{ id: string; object: string }, string>(
+      { max_batch: 10, max_in_flight: 1, max_queued: 100 },
+      async () => ['only one answer'],
+      async (job) => `alone:${job.id}`,
+      (job) => job.object,
+    );
+    const results = await Promise.allSettled(['j1', 'j2'].map((id) => batcher.submit({ id, object: id })));
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(batcher.queued).toBe(0);
+  });
 });

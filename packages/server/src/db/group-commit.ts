@@ -48,6 +48,11 @@ export class GroupCommit<J, R> {
     assert(opts.max_batch >= 1 && opts.max_in_flight >= 1, 'a batch holds a job and one may be in flight');
   }
 
+  /** Jobs waiting for a batch. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   submit(job: J): Promise<R> {
     if (this.queue.length >= this.opts.max_queued) return this.commitAlone(job);
     return new Promise((resolve, reject) => {
@@ -60,10 +65,16 @@ export class GroupCommit<J, R> {
     while (this.in_flight < this.opts.max_in_flight && this.queue.length > 0) {
       const batch = this.take();
       this.in_flight += 1;
-      void this.run(batch).finally(() => {
-        this.in_flight -= 1;
-        this.next_turn.request();
-      });
+      // `run` answers every job; should it throw all the same (a broken invariant), no caller is
+      // left waiting: rejecting a job already answered does nothing.
+      void this.run(batch)
+        .catch((err) => {
+          for (const w of batch) w.reject(err);
+        })
+        .finally(() => {
+          this.in_flight -= 1;
+          this.next_turn.request();
+        });
     }
   }
 

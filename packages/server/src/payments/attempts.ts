@@ -138,11 +138,11 @@ interface LockRequest {
   attempt_id: string;
 }
 
-const LOCK_INTENTS = `SELECT ${INTENT_COLUMNS.split(',')
+const LOCK_INTENTS = `SELECT r.n, ${INTENT_COLUMNS.split(',')
   .map((c) => `p.${c.trim()}`)
   .join(', ')}
    FROM payment_intents p
-   JOIN unnest($1::text[], $2::text[], $3::boolean[]) AS r(id, merchant_id, livemode)
+   JOIN unnest($1::text[], $2::text[], $3::boolean[]) WITH ORDINALITY AS r(id, merchant_id, livemode, n)
      ON p.id = r.id AND p.merchant_id = r.merchant_id AND p.livemode = r.livemode
   WHERE p.id = ANY($1::text[])
   ORDER BY p.id
@@ -150,8 +150,11 @@ const LOCK_INTENTS = `SELECT ${INTENT_COLUMNS.split(',')
 
 /**
  * The locks of a batch's phases in two statements instead of two each: the intents, locked
- * in id order (the order every batch takes them in, so two batches cannot wait for each
- * other in a cycle), then their attempts' statuses.
+ * in id order, then their attempts' statuses. Each request is answered from its own row
+ * (matched by its place, `n`, so by its merchant and mode too, never by the id alone). The
+ * id order keeps two batches whose locks each fall in one such statement from waiting for
+ * each other in a cycle; locks taken later (the ledger's, in its own id order) can still
+ * meet in one, which PostgreSQL breaks and the batch retries.
  */
 const INTENT_LOCKS: Gather<LockRequest, { intent: IntentRow; settled: boolean }> = {
   async read(tx, items) {
@@ -167,10 +170,12 @@ const INTENT_LOCKS: Gather<LockRequest, { intent: IntentRow; settled: boolean }>
         items.map((r) => r.attempt_id),
       ]),
     ]);
-    const intents = new Map((locked.rows as IntentRow[]).map((row) => [row.id, row]));
+    const intents = new Map(
+      (locked.rows as (IntentRow & { n: string })[]).map(({ n, ...row }) => [Number(n), row as IntentRow]),
+    );
     const statuses = new Map(attempts.rows.map((row) => [row.id as string, row.status as string]));
-    return items.map((r) => {
-      const intent = intents.get(r.intent_id);
+    return items.map((r, i) => {
+      const intent = intents.get(i + 1);
       const attempt_status = statuses.get(r.attempt_id);
       assert(intent && attempt_status, 'the intent and its attempt exist');
       return { intent, settled: attempt_status === 'succeeded' || attempt_status === 'failed' };

@@ -1,7 +1,8 @@
+import pg from 'pg';
 import { AUDIT_CASTS, AUDIT_COLUMNS, type AuditEntry, auditInsert, auditValues } from '../audit/index.ts';
-import { GroupCommit } from '../db/group-commit.ts';
+import { BatchOutcomeUnknown, GroupCommit } from '../db/group-commit.ts';
 import type { Pool, Statement } from '../db/pool.ts';
-import { assert } from '../lib/errors.ts';
+import { assert, serviceUnavailable } from '../lib/errors.ts';
 import { newId } from '../lib/ids.ts';
 import type { Logger } from '../ops/logger.ts';
 import { keyedHash, newDataKey, open, seal, VaultIntegrityError } from './crypto.ts';
@@ -126,7 +127,12 @@ export class Vault {
   ) {
     this.reads = new GroupCommit(
       CARD_READ_BATCH,
-      (jobs) => this.readCards(jobs),
+      (jobs) =>
+        this.readCards(jobs).catch((err) => {
+          // No answer from the database: the statement may have committed (CVCs taken, uses
+          // audited), so its reads must not run again; each fails with the error instead.
+          throw err instanceof pg.DatabaseError ? err : new BatchOutcomeUnknown(err);
+        }),
       async (job) => (await this.readCards([job]))[0]!,
       (job) => job.use.card_id,
     );
@@ -333,6 +339,9 @@ export class Vault {
   async useCard<T>(scope: VaultScope, use: CardUse, fn: (card: CardInClear) => Promise<T>): Promise<T> {
     // Checked now: a bad entry fails its caller, never the batch it would have joined.
     const audit = auditValues(cardUseEntry(scope, use, 'success'));
+    if (this.reads.queued >= CARD_READ_BATCH.max_queued) {
+      throw serviceUnavailable('The card vault is behind; retry in a moment.');
+    }
     const row = await this.reads.submit({ scope, use, audit });
     // The statement that read the card recorded its use (durably) before anything is decrypted.
     if (!row) throw new CardNotInVault(use.card_id);
@@ -520,14 +529,14 @@ const READ_CARDS = {
             WHERE c.id = ANY($1::text[])),
          taken AS (
            DELETE FROM vault_cvcs d USING found f
-            WHERE d.card_id = f.id AND f.consume
+            WHERE d.card_id = f.id AND f.consume AND d.card_id = ANY($1::text[])
            RETURNING d.card_id, d.data_key_id, d.kek_version, d.wrapped_key, d.cvc, d.expires_at),
          cvcs AS (
            SELECT card_id, data_key_id, kek_version, wrapped_key, cvc FROM taken WHERE expires_at > now()
            UNION ALL
            SELECT d.card_id, d.data_key_id, d.kek_version, d.wrapped_key, d.cvc
              FROM vault_cvcs d JOIN found f ON d.card_id = f.id AND NOT f.consume
-            WHERE d.expires_at > now()),
+            WHERE d.expires_at > now() AND d.card_id = ANY($1::text[])),
          audit AS (
            INSERT INTO audit_log (${AUDIT_COLUMNS})
            SELECT r.a_actor, r.a_action, CASE WHEN f.n IS NULL THEN 'failure' ELSE 'success' END,

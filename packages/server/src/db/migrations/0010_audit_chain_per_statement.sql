@@ -10,10 +10,10 @@
 -- read, and one UPDATE at the end of each statement writes it back. A rolled-back savepoint
 -- or transaction takes the setting and the head back with it, so `seq` still has no gaps.
 --
--- The application's role could set `moneta.audit_chain` itself. That forges nothing the
--- verifier misses: a made-up head leaves a gap or a hash that does not link (reported by
--- `moneta audit verify`), and a head reused without the lock repeats a seq (refused by the
--- primary key).
+-- The application's role could set `moneta.audit_chain` itself. That forges nothing: the
+-- head is written back from the rows a statement inserted, and only if they continue it
+-- (below), so rows that do not link to the head fail their statement, and a head reused
+-- without its lock repeats a seq (refused by the primary key) or finds the head moved.
 CREATE OR REPLACE FUNCTION moneta_audit_chain() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
@@ -34,20 +34,38 @@ BEGIN
 END;
 $$;
 
--- Writes the running head back once the statement's rows are in. Statement triggers fire
--- after every data-modifying CTE of a statement too, so combined statements are covered.
+-- Writes the head back once the statement's rows are in, from the rows themselves (its
+-- transition table), never from the setting: the head moves only from the head the rows
+-- link to (one below their first seq, the hash their first row names) to their last, and a
+-- statement whose rows do not continue the head fails. So a forged setting, or a head
+-- reused without its lock and since moved, fails its own statement and moves nothing, and a
+-- statement that inserts no row leaves the head alone. Statement triggers fire once per
+-- statement and table, with the rows of all its data-modifying CTEs, so combined statements
+-- are covered.
 CREATE FUNCTION moneta_audit_chain_store() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
-  running text := current_setting('moneta.audit_chain', true);
+  first_seq bigint;
+  first_prev bytea;
+  last_seq bigint;
+  last_hash bytea;
+  added bigint;
 BEGIN
-  IF running IS NOT NULL AND running <> '' THEN
-    UPDATE audit_chain_head
-       SET seq = split_part(running, ':', 1)::bigint,
-           hash = decode(split_part(running, ':', 2), 'hex');
+  SELECT seq, prev_hash INTO first_seq, first_prev FROM appended ORDER BY seq LIMIT 1;
+  IF first_seq IS NULL THEN
+    RETURN NULL;
+  END IF;
+  SELECT seq, hash INTO last_seq, last_hash FROM appended ORDER BY seq DESC LIMIT 1;
+  SELECT count(*) INTO added FROM appended;
+  UPDATE audit_chain_head SET seq = last_seq, hash = last_hash
+   WHERE seq = first_seq - 1 AND hash = first_prev AND added = last_seq - first_seq + 1;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'MN010',
+      MESSAGE = format('audit rows %s to %s do not continue the chain head', first_seq, last_seq);
   END IF;
   RETURN NULL;
 END;
 $$;
 CREATE TRIGGER audit_log_chain_store AFTER INSERT ON audit_log
+  REFERENCING NEW TABLE AS appended
   FOR EACH STATEMENT EXECUTE FUNCTION moneta_audit_chain_store();
