@@ -31,6 +31,7 @@ export {
   type HandledStore,
   NatsPublisher,
   pgHandledStore,
+  reapHandledEvents,
   streamName,
 } from './nats.ts';
 export { type EndpointCreateInput, type EndpointOperations, endpointOperations } from './operations.ts';

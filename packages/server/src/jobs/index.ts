@@ -1,7 +1,7 @@
 import { type Runner, run, type Task, type TaskList, Logger as WorkerLogger } from 'graphile-worker';
 import type { Logger } from 'pino';
 import type { Pool } from '../db/pool.ts';
-import { reapEvents } from '../events/index.ts';
+import { reapEvents, reapHandledEvents } from '../events/index.ts';
 import type { IdempotencyEngine } from '../idempotency/index.ts';
 import { IncrementalVerifier, LEDGER_CHECKS, type Ledger } from '../ledger/index.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -45,7 +45,8 @@ export const CRONTAB = [
   '* * * * * ledger_verify ?max=1&jobKey=ledger_verify',
   // Settle acquirer calls of unknown outcome by inquiry (Kill Bill's janitor).
   '* * * * * payments_janitor ?max=1&jobKey=payments_janitor',
-  // Drop events past their 30 days, with their deliveries and attempts.
+  // Drop events past their 30 days, with their deliveries and attempts, and NATS consumers'
+  // handled marks past the streams' max_age.
   '41 * * * * events_reaper ?max=1&jobKey=events_reaper',
   // Destroy CVCs no authorization used within their time (PCI DSS 3.3.1.2).
   '* * * * * vault_expire_cvcs ?max=1&jobKey=vault_expire_cvcs',
@@ -91,6 +92,7 @@ export function taskList(deps: JobDeps): TaskList {
     }),
     events_reaper: measured('events_reaper', async () => ({
       deleted: await reapEvents(deps.pool, MAX_REAP_BATCHES),
+      handled_marks_deleted: await reapHandledEvents(deps.pool, MAX_REAP_BATCHES),
     })),
     vault_expire_cvcs: measured('vault_expire_cvcs', async () => ({
       destroyed: await deps.vault.expireCvcs(MAX_CVC_BATCHES),
