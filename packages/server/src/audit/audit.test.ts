@@ -51,6 +51,12 @@ async function chain(): Promise<{ seq: number; prev: string; hash: string; at: D
   return rows;
 }
 
+/** The chain head as it stands (seq, and hash in hex). */
+async function head(): Promise<{ seq: number; hash: string }> {
+  return (await pool.query('SELECT seq::int, encode(hash, $1) AS hash FROM audit_chain_head', ['hex']))
+    .rows[0];
+}
+
 /** Changes the log as an owner or superuser could: with its triggers off for one statement. */
 async function tamper(sql: string): Promise<void> {
   const client = await pool.connect();
@@ -104,8 +110,6 @@ describe('appending', () => {
   });
 
   it('appends across statements and a rolled-back savepoint move the head once per statement, with no gap', async () => {
-    const head = async () =>
-      (await pool.query('SELECT seq::int, encode(hash, $1) AS hash FROM audit_chain_head', ['hex'])).rows[0];
     const before = (await chain()).length;
     const client = await pool.connect();
     try {
@@ -132,8 +136,6 @@ describe('appending', () => {
   });
 
   it('a forged running head moves nothing: the head follows only rows that continue it', async () => {
-    const head = async () =>
-      (await pool.query('SELECT seq::int, encode(hash, $1) AS hash FROM audit_chain_head', ['hex'])).rows[0];
     await appendAudit(pool, entry(20));
     const before = await head();
     const zeros = '00'.repeat(32);
@@ -207,8 +209,7 @@ describe('appending', () => {
     );
     expect(rows.map((r) => r.object_id)).toEqual(Array.from({ length: n }, (_, i) => `card_${10_000 + i}`));
     expect(rows.at(-1)!.seq).toBe(before + n);
-    const head = await pool.query('SELECT seq::int FROM audit_chain_head');
-    expect(head.rows[0].seq).toBe(before + n);
+    expect((await head()).seq).toBe(before + n);
     expect(await verifyAudit(pool)).toEqual([]);
   });
 

@@ -102,4 +102,26 @@ describe('phase batcher', () => {
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     expect(batcher.queued).toBe(0);
   });
+
+  it('with `refuse`, a job beyond the queue bound is refused instead of committed alone', async () => {
+    const alone: string[] = [];
+    const batcher = new GroupCommit<{ id: string; object: string }, string>(
+      { max_batch: 10, max_in_flight: 1, max_queued: 2, refuse: () => new Error('behind; retry') },
+      async (jobs) => jobs.map((j) => `together:${j.id}`),
+      async (job) => {
+        alone.push(job.id);
+        return `alone:${job.id}`;
+      },
+      (job) => job.object,
+    );
+    const results = await Promise.allSettled(
+      ['j1', 'j2', 'j3'].map((id) => batcher.submit({ id, object: id })),
+    );
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([
+      'together:j1',
+      'together:j2',
+      'behind; retry',
+    ]);
+    expect(alone).toEqual([]);
+  });
 });

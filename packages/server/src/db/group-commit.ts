@@ -13,8 +13,14 @@ export interface GroupCommitOptions {
   max_batch: number;
   /** Batches at once (each holds a connection). */
   max_in_flight: number;
-  /** Jobs waiting for a batch; beyond this a job commits alone at once. */
+  /** Jobs waiting for a batch; beyond this a job commits alone at once (or see `refuse`). */
   max_queued: number;
+  /**
+   * Beyond `max_queued`, refuse the job with this error instead of committing it alone: for
+   * work whose lone commits would only queue up again further down (a 503 tells the client
+   * to come back).
+   */
+  refuse?: () => Error;
 }
 
 export const DEFAULT_GROUP_COMMIT_OPTIONS: GroupCommitOptions = {
@@ -54,7 +60,9 @@ export class GroupCommit<J, R> {
   }
 
   submit(job: J): Promise<R> {
-    if (this.queue.length >= this.opts.max_queued) return this.commitAlone(job);
+    if (this.queue.length >= this.opts.max_queued) {
+      return this.opts.refuse ? Promise.reject(this.opts.refuse()) : this.commitAlone(job);
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ job, resolve, reject });
       this.next_turn.request();

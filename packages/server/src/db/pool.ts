@@ -249,17 +249,12 @@ export class Tx implements Queryable {
         socket.uncork();
       });
     }
-    socket.cork();
-    try {
-      if (this.begin === null) {
-        this.begin = this.submit(client, () => client.query('BEGIN'));
-        // Observed by `commit`; a failed BEGIN also fails every statement queued behind it.
-        this.begin.catch(() => {});
-      }
-      return queue();
-    } finally {
-      socket.uncork();
+    if (this.begin === null) {
+      this.begin = this.submit(client, () => client.query('BEGIN'));
+      // Observed by `commit`; a failed BEGIN also fails every statement queued behind it.
+      this.begin.catch(() => {});
     }
+    return queue();
   }
 }
 
@@ -532,6 +527,27 @@ export function mergeInserts(inserts: readonly Statement[]): Statement[] {
     merged.push({ text: text_out, values: group.flatMap((g) => g.values) });
   }
   return merged;
+}
+
+/**
+ * Runs a DELETE that removes at most `batch_size` rows (its last parameter, after `values`)
+ * until it removes fewer or `max_batches` have run: old rows go in short transactions, never
+ * in one that holds its locks for long, and one run does a bounded amount. Returns how many.
+ */
+export async function deleteInBatches(
+  db: Queryable,
+  text: string,
+  values: unknown[],
+  batch_size: number,
+  max_batches: number,
+): Promise<number> {
+  let deleted = 0;
+  for (let batch = 0; batch < max_batches; batch += 1) {
+    const { rowCount } = await db.query(text, [...values, batch_size]);
+    deleted += rowCount ?? 0;
+    if ((rowCount ?? 0) < batch_size) break;
+  }
+  return deleted;
 }
 
 /** PostgreSQL's protocol counts a statement's parameters in 16 bits. */

@@ -1,4 +1,4 @@
-import type { Queryable } from '../db/pool.ts';
+import { deleteInBatches, type Queryable } from '../db/pool.ts';
 import { invalidRequest, resourceMissing } from '../lib/errors.ts';
 import { isIdOf } from '../lib/ids.ts';
 import { type ListParams, listPage, type Page, Where } from '../lib/list.ts';
@@ -153,11 +153,10 @@ const REAP_BATCH = 5_000;
  * batches, at most `max_batches`. Events still in the outbox (not dispatched, or not yet
  * published to NATS) are kept whatever their age.
  */
-export async function reapEvents(db: Queryable, max_batches: number): Promise<number> {
-  let deleted = 0;
-  for (let batch = 0; batch < max_batches; batch += 1) {
-    const { rowCount } = await db.query(
-      `WITH old AS (
+export function reapEvents(db: Queryable, max_batches: number): Promise<number> {
+  return deleteInBatches(
+    db,
+    `WITH old AS (
          SELECT seq, id FROM events
           WHERE created_at < now() - make_interval(days => $1)
             AND dispatched_at IS NOT NULL AND published_at IS NOT NULL
@@ -168,10 +167,8 @@ export async function reapEvents(db: Queryable, max_batches: number): Promise<nu
        attempts AS (DELETE FROM webhook_attempts a USING deliveries d
                      WHERE a.endpoint_id = d.endpoint_id AND a.event_id = d.event_id)
        DELETE FROM events WHERE seq IN (SELECT seq FROM old)`,
-      [EVENT_RETENTION_DAYS, REAP_BATCH],
-    );
-    deleted += rowCount ?? 0;
-    if ((rowCount ?? 0) < REAP_BATCH) break;
-  }
-  return deleted;
+    [EVENT_RETENTION_DAYS],
+    REAP_BATCH,
+    max_batches,
+  );
 }

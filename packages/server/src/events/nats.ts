@@ -9,7 +9,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from 'nats';
-import { type Pool, type Queryable, withTransaction } from '../db/pool.ts';
+import { deleteInBatches, type Pool, type Queryable, withTransaction } from '../db/pool.ts';
 import { assert } from '../lib/errors.ts';
 import { backoffMs, Waker } from '../lib/waker.ts';
 import type { Logger } from '../ops/logger.ts';
@@ -254,19 +254,16 @@ const HANDLED_RETENTION_DAYS = MAX_AGE_MS / 86_400_000 + 1;
 const HANDLED_REAP_BATCH = 5_000;
 
 /** Deletes handled marks past HANDLED_RETENTION_DAYS, at most `max_batches` batches; returns how many. */
-export async function reapHandledEvents(db: Queryable, max_batches: number): Promise<number> {
-  let deleted = 0;
-  for (let batch = 0; batch < max_batches; batch += 1) {
-    const { rowCount } = await db.query(
-      `DELETE FROM nats_handled_events WHERE ctid IN (
-         SELECT ctid FROM nats_handled_events
-          WHERE handled_at < now() - make_interval(days => $1) LIMIT $2)`,
-      [HANDLED_RETENTION_DAYS, HANDLED_REAP_BATCH],
-    );
-    deleted += rowCount ?? 0;
-    if ((rowCount ?? 0) < HANDLED_REAP_BATCH) break;
-  }
-  return deleted;
+export function reapHandledEvents(db: Queryable, max_batches: number): Promise<number> {
+  return deleteInBatches(
+    db,
+    `DELETE FROM nats_handled_events WHERE ctid IN (
+       SELECT ctid FROM nats_handled_events
+        WHERE handled_at < now() - make_interval(days => $1) LIMIT $2)`,
+    [HANDLED_RETENTION_DAYS],
+    HANDLED_REAP_BATCH,
+    max_batches,
+  );
 }
 
 export interface ConsumeOptions {

@@ -1,9 +1,16 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { GroupCommit } from '../db/group-commit.ts';
+import {
+  BatchOutcomeUnknown,
+  DEFAULT_GROUP_COMMIT_OPTIONS,
+  GroupCommit,
+  type GroupCommitOptions,
+  JobsFailed,
+} from '../db/group-commit.ts';
 import {
   combineWrites,
+  deleteInBatches,
   isMergeableInsert,
   isRetryableConflict,
   isRolledBack,
@@ -23,14 +30,7 @@ import {
   internalError,
   MonetaError,
 } from '../lib/errors.ts';
-import {
-  BatchOutcomeUnknown,
-  bindPhaseBatch,
-  DEFAULT_PHASE_BATCH_OPTIONS,
-  JobsFailed,
-  PhaseBatch,
-  type PhaseBatchOptions,
-} from './phase-batch.ts';
+import { bindPhaseBatch, PhaseBatch } from './phase-batch.ts';
 import {
   type ExecutionResult,
   FINISHED,
@@ -128,7 +128,7 @@ export interface EngineOptions {
   /** Told of each phase's writes once they are durable (the outbox dispatcher looks at once). */
   onCommit?: (writes: readonly Statement[]) => void;
   /** Group commit of phases marked `batch` (see GroupCommit); defaults otherwise. */
-  phase_batch?: PhaseBatchOptions;
+  phase_batch?: GroupCommitOptions;
   /** Told of each batch of two or more phases: how many, and whether it committed (or rolled back). */
   onBatch?: (phases: number, committed: boolean) => void;
 }
@@ -149,7 +149,7 @@ export class IdempotencyEngine {
     private readonly pool: Pool,
     private readonly opts: EngineOptions,
   ) {
-    const batch_opts = opts.phase_batch ?? DEFAULT_PHASE_BATCH_OPTIONS;
+    const batch_opts = opts.phase_batch ?? DEFAULT_GROUP_COMMIT_OPTIONS;
     // A batch queues a statement per phase; the other half is for merged inserts and deferred work.
     assert(batch_opts.max_batch <= MAX_QUEUED / 2, 'a batch queues within its transaction’s bound');
     this.batcher = new GroupCommit(
@@ -580,18 +580,15 @@ export class IdempotencyEngine {
   /** Deletes keys older than the retention, in bounded batches. Returns how many went. */
   async reap(retention_hours: number, batch_size = 5_000, max_batches = 200): Promise<number> {
     assert(retention_hours >= 0, 'retention is not negative');
-    let deleted = 0;
-    for (let batch = 0; batch < max_batches; batch += 1) {
-      const result = await this.pool.query(
-        `DELETE FROM idempotency_keys WHERE (merchant_id, livemode, idempotency_key) IN (
-           SELECT merchant_id, livemode, idempotency_key FROM idempotency_keys
-            WHERE created_at < now() - make_interval(hours => $1) LIMIT $2)`,
-        [retention_hours, batch_size],
-      );
-      deleted += result.rowCount ?? 0;
-      if ((result.rowCount ?? 0) < batch_size) break;
-    }
-    return deleted;
+    return deleteInBatches(
+      this.pool,
+      `DELETE FROM idempotency_keys WHERE (merchant_id, livemode, idempotency_key) IN (
+         SELECT merchant_id, livemode, idempotency_key FROM idempotency_keys
+          WHERE created_at < now() - make_interval(hours => $1) LIMIT $2)`,
+      [retention_hours],
+      batch_size,
+      max_batches,
+    );
   }
 }
 

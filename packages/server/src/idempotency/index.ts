@@ -1,5 +1,5 @@
 export { IdempotencyEngine, MAX_KEY_LENGTH, type RequestInfo } from './engine.ts';
-export { DEFAULT_PHASE_BATCH_OPTIONS, type PhaseBatchOptions, phaseBatchOf } from './phase-batch.ts';
+export { phaseBatchOf } from './phase-batch.ts';
 export {
   type ExecutionResult,
   FINISHED,

@@ -17,13 +17,6 @@ import { assert } from '../lib/errors.ts';
  * (which atomic phases never do); a failure costs one more try.
  */
 
-export {
-  BatchOutcomeUnknown,
-  DEFAULT_GROUP_COMMIT_OPTIONS as DEFAULT_PHASE_BATCH_OPTIONS,
-  type GroupCommitOptions as PhaseBatchOptions,
-  JobsFailed,
-} from '../db/group-commit.ts';
-
 /** Work that phases of one batch hand over, to be done once for all of them before the commit. */
 interface Deferred {
   items: unknown[];

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { AUDIT_CASTS, AUDIT_COLUMNS, type AuditEntry, auditInsert, auditValues } from '../audit/index.ts';
-import { BatchOutcomeUnknown, GroupCommit } from '../db/group-commit.ts';
-import type { Pool, Statement } from '../db/pool.ts';
+import { BatchOutcomeUnknown, GroupCommit, type GroupCommitOptions } from '../db/group-commit.ts';
+import { deleteInBatches, type Pool, type Statement } from '../db/pool.ts';
 import { assert, serviceUnavailable } from '../lib/errors.ts';
 import { newId } from '../lib/ids.ts';
 import type { Logger } from '../ops/logger.ts';
@@ -338,10 +338,7 @@ export class Vault {
    */
   async useCard<T>(scope: VaultScope, use: CardUse, fn: (card: CardInClear) => Promise<T>): Promise<T> {
     // Checked now: a bad entry fails its caller, never the batch it would have joined.
-    const audit = auditValues(cardUseEntry(scope, use, 'success'));
-    if (this.reads.queued >= CARD_READ_BATCH.max_queued) {
-      throw serviceUnavailable('The card vault is behind; retry in a moment.');
-    }
+    const audit = auditValues(cardUseEntry(scope, use));
     const row = await this.reads.submit({ scope, use, audit });
     // The statement that read the card recorded its use (durably) before anything is decrypted.
     if (!row) throw new CardNotInVault(use.card_id);
@@ -422,16 +419,14 @@ export class Vault {
 
   /** Deletes CVCs past their time, at most `max_batches` batches; returns how many. */
   async expireCvcs(max_batches: number): Promise<number> {
-    let deleted = 0;
-    for (let batch = 0; batch < max_batches; batch += 1) {
-      const { rowCount } = await this.pool.query(
-        `DELETE FROM vault_cvcs WHERE card_id IN
-           (SELECT card_id FROM vault_cvcs WHERE expires_at <= now() LIMIT $1)`,
-        [CVC_DELETE_BATCH],
-      );
-      deleted += rowCount ?? 0;
-      if ((rowCount ?? 0) < CVC_DELETE_BATCH) break;
-    }
+    const deleted = await deleteInBatches(
+      this.pool,
+      `DELETE FROM vault_cvcs WHERE card_id IN
+         (SELECT card_id FROM vault_cvcs WHERE expires_at <= now() LIMIT $1)`,
+      [],
+      CVC_DELETE_BATCH,
+      max_batches,
+    );
     if (deleted > 0) this.opts.log.info({ deleted }, 'expired CVCs destroyed');
     return deleted;
   }
@@ -478,11 +473,12 @@ export class Vault {
   }
 }
 
-function cardUseEntry(scope: VaultScope, use: CardUse, outcome: 'success' | 'failure'): AuditEntry {
+/** A use's audit entry; READ_CARDS records `failure` instead when the card is not found. */
+function cardUseEntry(scope: VaultScope, use: CardUse): AuditEntry {
   return {
     actor: use.actor,
     action: 'vault.card.use',
-    outcome,
+    outcome: 'success',
     origin: use.origin,
     merchant_id: scope.merchant_id,
     object_type: 'card',
@@ -550,7 +546,12 @@ const READ_CARDS = {
 };
 
 /** Card reads at once: enough to cover a batch of payments, few enough to keep a statement short. */
-const CARD_READ_BATCH = { max_batch: 64, max_in_flight: 2, max_queued: 10_000 };
+const CARD_READ_BATCH: GroupCommitOptions = {
+  max_batch: 64,
+  max_in_flight: 2,
+  max_queued: 10_000,
+  refuse: () => serviceUnavailable('The card vault is behind; retry in a moment.'),
+};
 
 interface CardRead {
   scope: VaultScope;
